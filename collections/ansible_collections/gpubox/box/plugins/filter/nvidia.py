@@ -1,0 +1,256 @@
+"""Decisions for the NVIDIA driver and CUDA roles: which packages, from where, and when to reboot.
+
+The tables are data in roles/nvidia_driver/vars/main.yml (platforms, architectures, PCI ids);
+the catalog entry comes from gpubox.box.instance_type. The functions here are pure: the roles
+pass the tables in, and tests/unit/test_driver_plan.py loads the same files directly.
+
+A decision that cannot be met raises AnsibleFilterError with a message that says what to do.
+"""
+
+import re
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover - unit tests always have ansible-core
+    class AnsibleFilterError(Exception):
+        pass
+
+NVIDIA_VENDOR = "0x10de"
+VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
+DRIVER_VERSION_PATTERN = re.compile(r"\b(\d{3,})\.(\d+)(?:\.(\d+))?\b")
+
+
+def os_key(os_id, os_version):
+    """The platform table's key for an OS: ubuntu-24.04, amazon-2023, debian-12."""
+    name = str(os_id).strip().lower().replace(" ", "")
+    name = {"amazonlinux": "amazon", "amzn": "amazon", "al": "amazon"}.get(name, name)
+    version = str(os_version).strip()
+    if name in ("amazon", "debian"):
+        version = version.split(".")[0]
+    return f"{name}-{version}"
+
+
+def _fill(value, **fields):
+    """Format {branch}, {kernel}, ... placeholders in a string or a list of strings."""
+    if isinstance(value, list):
+        return [_fill(v, **fields) for v in value]
+    if isinstance(value, str):
+        return value.format(**fields)
+    return value
+
+
+def driver_plan(family_entry, os_id, os_version, platforms, architectures, branch="580", kernel="", machine="x86_64"):
+    """What the nvidia_driver role does on one instance family and OS.
+
+    family_entry: a catalog entry (gpubox.box.instance_type) or gpu_from_pci's answer.
+    Returns a dict; raises AnsibleFilterError for combinations gpubox does not support.
+    """
+    entry = dict(family_entry or {})
+    family = entry.get("family") or "this instance"
+    if not entry:
+        raise AnsibleFilterError(
+            "nvidia_driver: the instance type is unknown and the GPU's PCI id is not in the table. "
+            "Set nvidia_driver_instance_type to the EC2 type, for example -e nvidia_driver_instance_type=g5.xlarge."
+        )
+    if entry.get("gpu_vendor", "nvidia") != "nvidia" or entry.get("module_flavor") == "none":
+        raise AnsibleFilterError(
+            f"nvidia_driver: {family} has a {entry.get('gpu_model', 'non-NVIDIA GPU')} ({entry.get('gpu_vendor')}); "
+            "gpubox sets up NVIDIA GPUs only. Pick an NVIDIA type such as g6.xlarge or g5.xlarge, "
+            "or run with -e gpu_required=false to configure it as a CPU box."
+        )
+    arch_name = entry.get("architecture", "")
+    arch = architectures.get(arch_name)
+    if arch is None:
+        raise AnsibleFilterError(
+            f"nvidia_driver: GPU architecture '{arch_name}' of {family} is not in the architecture table "
+            "(roles/nvidia_driver/vars/main.yml)."
+        )
+    if not arch["supported"]:
+        raise AnsibleFilterError(f"nvidia_driver: {family} ({entry.get('gpu_model', arch_name)}): {arch['reason']}")
+    branch = str(branch)
+    if not branch.isdigit():
+        raise AnsibleFilterError(f"nvidia_driver: nvidia_driver_branch '{branch}' is not a driver branch such as 580.")
+    if int(branch) < arch["min_branch"]:
+        raise AnsibleFilterError(
+            f"nvidia_driver: {arch_name} GPUs ({family}) need driver branch {arch['min_branch']} or newer, "
+            f"not {branch}. Set nvidia_driver_branch to {arch['min_branch']} or later."
+        )
+    if arch.get("max_branch") and int(branch) > arch["max_branch"]:
+        raise AnsibleFilterError(
+            f"nvidia_driver: branch {arch['max_branch']} is the last driver branch for {arch_name} GPUs ({family}); "
+            f"branch {branch} does not drive them. Set nvidia_driver_branch to {arch['max_branch']}."
+        )
+    key = os_key(os_id, os_version)
+    platform = platforms.get(key)
+    if platform is None:
+        raise AnsibleFilterError(
+            f"nvidia_driver: {os_id} {os_version} is not supported. gpubox installs the NVIDIA driver on "
+            f"{', '.join(sorted(platforms))}."
+        )
+    flavor = entry.get("module_flavor") or arch["module_flavor"]
+    if flavor != arch["module_flavor"]:
+        raise AnsibleFilterError(
+            f"nvidia_driver: the catalog says {family} uses {flavor} kernel modules, but {arch_name} GPUs need "
+            f"{arch['module_flavor']} ones. Fix catalog/instance_types.yml."
+        )
+    repo_arch = platform["repo_arch"].get(str(machine))
+    if repo_arch is None:
+        raise AnsibleFilterError(
+            f"nvidia_driver: NVIDIA's repository for {key} has no {machine} packages "
+            f"(only {', '.join(sorted(platform['repo_arch']))})."
+        )
+    fields = {"branch": branch, "kernel": kernel, "flavor": flavor, "repo_arch": repo_arch}
+    nvswitch = bool(entry.get("nvswitch"))
+    fabric_packages = _fill(platform["fabric_manager_packages"], **fields) if nvswitch else []
+    fabric_packages += arch.get("fabric_manager_extra", []) if nvswitch else []
+    return {
+        "family": entry.get("family", ""),
+        "gpu_model": entry.get("gpu_model", ""),
+        "architecture": arch_name,
+        "os": key,
+        "package_manager": platform["package_manager"],
+        "branch": branch,
+        "module_flavor": flavor,
+        "repo": _fill(dict(platform["repo"]), **fields),
+        "prerequisite_packages": _fill(platform["prerequisite_packages"], **fields),
+        "driver_packages": _fill(platform["driver_packages"][flavor], **fields),
+        "driver_check_package": _fill(platform["driver_check_package"][flavor], **fields),
+        "fabric_manager": nvswitch,
+        "fabric_manager_packages": fabric_packages,
+        "fabric_manager_service": platform["fabric_manager_service"] if nvswitch else "",
+        "hold_method": platform["hold_method"],
+        "hold_pattern": _fill(platform["hold_pattern"], **fields),
+        "initramfs_command": platform["initramfs_command"],
+        "reboot_rule": "driver-changed-or-version-mismatch",
+        "reboot_timeout": arch["reboot_timeout_nvswitch" if nvswitch else "reboot_timeout"],
+        "max_cuda_major": arch["max_cuda_major"],
+        "cuda_package": platform["cuda_package"],
+    }
+
+
+def gpu_from_pci(pci_lines, pci_table):
+    """A catalog-like entry from `vendor device class` lines of /sys/bus/pci/devices/*.
+
+    Used when the instance type is unknown. {} when no NVIDIA GPU is in the PCI table.
+    """
+    gpus, switches = pci_summary(pci_lines)
+    for device in gpus:
+        known = pci_table.get(device)
+        if known:
+            entry = dict(known)
+            entry.setdefault("gpu_vendor", "nvidia")
+            entry.update(family=f"PCI device {device}", nvswitch=switches > 0, gpus=len(gpus))
+            return entry
+    return {}
+
+
+def pci_summary(pci_lines):
+    """(NVIDIA GPU device ids, NVIDIA bridge count) from `vendor device class` lines.
+
+    A GPU is PCI class 0x03xxxx (display controller); NVSwitches show as NVIDIA bridges (0x0680xx).
+    """
+    if isinstance(pci_lines, str):
+        pci_lines = pci_lines.splitlines()
+    gpus, switches = [], 0
+    for line in pci_lines:
+        parts = str(line).split()
+        if len(parts) < 3 or parts[0].lower() != NVIDIA_VENDOR:
+            continue
+        device, klass = parts[1].lower(), parts[2].lower()
+        if klass.startswith("0x03"):
+            gpus.append(device)
+        elif klass.startswith("0x0680"):
+            switches += 1
+    return gpus, switches
+
+
+def nvidia_gpu_present(pci_lines):
+    """True when the PCI lines hold at least one NVIDIA display controller."""
+    return bool(pci_summary(pci_lines)[0])
+
+
+def driver_version(text):
+    """The driver version in nvidia-smi output or /proc/driver/nvidia/version ('' if none)."""
+    match = DRIVER_VERSION_PATTERN.search(str(text or ""))
+    return match.group(0) if match else ""
+
+
+def reboot_reason(driver_changed, loaded_version, installed_version):
+    """Why the host must reboot after the driver step; '' when it need not.
+
+    driver_changed: packages were installed or changed in this run.
+    loaded_version: /sys/module/nvidia/version ('' when no module is loaded).
+    installed_version: the on-disk kernel module's version (modinfo), '' when none.
+    """
+    if driver_changed:
+        return "the NVIDIA driver packages were installed or changed"
+    loaded, installed = str(loaded_version or "").strip(), str(installed_version or "").strip()
+    if installed and not loaded:
+        return f"driver {installed} is installed but its kernel module is not loaded"
+    if installed and loaded != installed:
+        return f"the loaded kernel module is {loaded} but the installed driver is {installed} (Driver/library version mismatch)"
+    return ""
+
+
+def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target="", min_branch=None):
+    """What the cuda role does: install, verify or skip, and which toolkit.
+
+    plan: driver_plan's answer (gpubox_nvidia_plan). mode: cuda_toolkit (auto or skip).
+    preinstalled: the image came with a driver (a Deep Learning AMI): verify, never install.
+    link_target: where /usr/local/cuda points ('' when absent).
+    min_branch: {CUDA major: oldest driver branch}, from the cuda role's vars.
+    """
+    if mode == "skip":
+        return {"action": "skip", "version": "", "package": "", "home": "",
+                "reason": "cuda_toolkit is skip (for example TensorFlow brings its own CUDA libraries)"}
+    if mode != "auto":
+        raise AnsibleFilterError(f"cuda: cuda_toolkit '{mode}' is not one of auto, skip.")
+    if preinstalled:
+        found = re.search(r"cuda-(\d+\.\d+)/?$", str(link_target or ""))
+        if not found:
+            raise AnsibleFilterError(
+                "cuda: this image came with an NVIDIA driver (a Deep Learning AMI) but /usr/local/cuda does not "
+                "point to a /usr/local/cuda-X.Y toolkit. Install one, or set -e cuda_toolkit=skip."
+            )
+        version = found.group(1)
+        return {"action": "verify", "version": version, "package": "", "home": f"/usr/local/cuda-{version}",
+                "reason": f"the image ships CUDA {version} (/usr/local/cuda -> {link_target})"}
+    match = VERSION_PATTERN.match(str(cuda_version).strip())
+    if not match:
+        raise AnsibleFilterError(f"cuda: cuda_version '{cuda_version}' is not MAJOR.MINOR, for example 12.8.")
+    major, minor = int(match.group(1)), int(match.group(2))
+    if major > plan["max_cuda_major"]:
+        raise AnsibleFilterError(
+            f"cuda: CUDA {major} does not support {plan['architecture']} GPUs ({plan['family']}); the last CUDA "
+            f"for them is {plan['max_cuda_major']}.x. Set -e cuda_version={plan['max_cuda_major']}.8."
+        )
+    needed = (min_branch or {}).get(str(major)) or (min_branch or {}).get(major)
+    if needed is None:
+        raise AnsibleFilterError(f"cuda: CUDA {major}.x is not in the cuda role's driver table; use 12.x or 13.x.")
+    if int(plan["branch"]) < int(needed):
+        raise AnsibleFilterError(
+            f"cuda: CUDA {major}.{minor} needs driver branch {needed} or newer; the driver is branch {plan['branch']}."
+        )
+    return {"action": "install", "version": f"{major}.{minor}",
+            "package": plan["cuda_package"].format(major=major, minor=minor),
+            "home": f"/usr/local/cuda-{major}.{minor}",
+            "reason": f"install CUDA {major}.{minor} from NVIDIA's repository"}
+
+
+def nvcc_release(text):
+    """The MAJOR.MINOR release in `nvcc --version` output ('' if none)."""
+    found = re.search(r"release (\d+\.\d+)", str(text or ""))
+    return found.group(1) if found else ""
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "driver_plan": driver_plan,
+            "gpu_from_pci": gpu_from_pci,
+            "nvidia_gpu_present": nvidia_gpu_present,
+            "nvidia_driver_version": driver_version,
+            "nvidia_reboot_reason": reboot_reason,
+            "cuda_plan": cuda_plan,
+            "nvcc_release": nvcc_release,
+        }
