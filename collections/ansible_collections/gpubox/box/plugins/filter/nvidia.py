@@ -32,6 +32,8 @@ def os_key(os_id, os_version):
 
 def _fill(value, **fields):
     """Format {branch}, {kernel}, ... placeholders in a string or a list of strings."""
+    if isinstance(value, dict):
+        return {k: _fill(v, **fields) for k, v in value.items()}
     if isinstance(value, list):
         return [_fill(v, **fields) for v in value]
     if isinstance(value, str):
@@ -101,7 +103,7 @@ def driver_plan(family_entry, os_id, os_version, platforms, architectures, branc
         )
     fields = {"branch": branch, "kernel": kernel, "flavor": flavor, "repo_arch": repo_arch}
     nvswitch = bool(entry.get("nvswitch"))
-    fabric_packages = _fill(platform["fabric_manager_packages"], **fields) if nvswitch else []
+    fabric_packages = _fill(platform["fabric_manager_packages"][flavor], **fields) if nvswitch else []
     fabric_packages += arch.get("fabric_manager_extra", []) if nvswitch else []
     return {
         "family": entry.get("family", ""),
@@ -111,7 +113,7 @@ def driver_plan(family_entry, os_id, os_version, platforms, architectures, branc
         "package_manager": platform["package_manager"],
         "branch": branch,
         "module_flavor": flavor,
-        "repo": _fill(dict(platform["repo"]), **fields),
+        "repo": _fill(platform["repo"], **fields),
         "prerequisite_packages": _fill(platform["prerequisite_packages"], **fields),
         "driver_packages": _fill(platform["driver_packages"][flavor], **fields),
         "driver_check_package": _fill(platform["driver_check_package"][flavor], **fields),
