@@ -9,7 +9,7 @@ description:
 options:
   filters:
     description:
-      - DescribeVolumes filters, for example C({"tag:Name": "data", "attachment.instance-id": "i-0123"}).
+      - "DescribeVolumes filters, for example C({'tag:Name': 'data', 'attachment.instance-id': 'i-0123'})."
       - A list value matches any of its items.
     type: dict
     required: true

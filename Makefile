@@ -1,0 +1,55 @@
+# gpubox: one command to a GPU deep-learning box on AWS.
+#   make launch type=g5.xlarge [name=NAME] [os=...] [ami=...]   launch or reconfigure a box
+#   make stop|start|status|teardown [name=NAME]                 the rest of its life
+#   make test                                                    install what the tests need, then run them all
+SHELL := /bin/bash
+.SHELLFLAGS := -o errexit -o nounset -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+# Settings given on the make command line become -e settings; ARGS passes anything else.
+SETTINGS := type name os ami confirm delete_data resize substitute
+EXTRA := $(foreach v,$(SETTINGS),$(if $($(v)),-e $(v)=$($(v))))
+ARGS ?=
+
+.PHONY: setup launch stop start status teardown test test-deps lint unit aws integration molecule
+
+$(VENV)/.setup: requirements.txt requirements.yml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/ansible-galaxy collection install -r requirements.yml >/dev/null
+	touch $@
+
+setup: $(VENV)/.setup
+
+launch stop start status teardown: $(VENV)/.setup
+	$(BIN)/ansible-playbook $@.yml $(EXTRA) $(ARGS)
+
+# --- Tests
+$(VENV)/.test-deps: $(VENV)/.setup requirements-test.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+test-deps: $(VENV)/.test-deps
+	scripts/ensure-docker.sh
+	scripts/build-test-image.sh
+
+test: test-deps lint unit aws integration molecule
+
+lint: $(VENV)/.test-deps
+	yamllint --strict .
+	ansible-lint --offline
+
+unit: $(VENV)/.test-deps
+	python -m pytest tests/unit -q
+
+aws: $(VENV)/.test-deps
+	python -m pytest tests/aws -q
+
+integration: test-deps
+	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/integration -q
+
+molecule: test-deps
+	molecule test --all
