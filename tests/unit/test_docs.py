@@ -1,0 +1,21 @@
+"""The README's settings table is generated from the defaults, so it cannot drift."""
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("settings_table", REPO / "scripts/settings-table.py")
+settings_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(settings_table)
+
+
+def test_readme_settings_table_matches_the_defaults():
+    readme = (REPO / "README.md").read_text()
+    assert settings_table.readme_with_table(readme) == readme, (
+        "README.md's settings table is out of date: run python3 scripts/settings-table.py --write")
+
+
+def test_every_setting_is_documented():
+    for path in [REPO / "group_vars/all/main.yml", *REPO.glob("roles/*/defaults/main.yml")]:
+        for name, _, description in settings_table.settings(path):
+            assert description, f"{name} in {path.relative_to(REPO)} has no comment saying what it does"
