@@ -104,6 +104,8 @@ class Gpubox:
             "AWS_REGION": REGION,
             "AWS_CONFIG_FILE": str(home / "no-aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+            # Tests talk to 127.0.0.1 only: never let botocore look for credentials at the instance metadata address.
+            "AWS_EC2_METADATA_DISABLED": "true",
             "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
             "ANSIBLE_LOCAL_TEMP": str(home / ".ansible-tmp"),
             "ANSIBLE_NOCOLOR": "1",
