@@ -116,3 +116,27 @@ def test_status_table():
     assert lines[1].split() == ["alpha", "p4d.24xlarge", "8x", "A100", "40GB", "stopped", "-", "-", "0", "(disks", "only)"]
     assert lines[2].split() == ["zeta", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "1d02h", "1.01"]
     assert catalog.status_table([], FAMILIES, QUOTAS, "2026-11-27T12:30:00") == ["No gpubox boxes in this region."]
+
+
+@pytest.mark.parametrize("message, code", [
+    ("Failed to create new EC2 instance: An error occurred (InsufficientInstanceCapacity) when calling the RunInstances "
+     "operation (reached max retries: 4): We currently do not have sufficient g5.xlarge capacity in the Availability Zone",
+     "InsufficientInstanceCapacity"),
+    ("Failed to create new EC2 instance: An error occurred (VcpuLimitExceeded) when calling the RunInstances operation: "
+     "You have requested more vCPU capacity than your current vCPU limit of 0 allows", "VcpuLimitExceeded"),
+    ("An error occurred (Unsupported) when calling the RunInstances operation: The requested configuration is not supported",
+     "Unsupported"),
+    ("An error occurred (InvalidAMIID.NotFound) when calling the RunInstances operation", "InvalidAMIID.NotFound"),
+    ("Timeout waiting for instance", ""),
+    (None, ""),
+])
+def test_aws_error_code(message, code):
+    assert catalog.aws_error_code(message) == code
+
+
+def test_every_explained_launch_error_is_one_sentence_with_a_way_out():
+    errors = yaml.safe_load((REPO / "roles/ec2_box/vars/main.yml").read_text())["__ec2_box_launch_errors"]
+    assert {"InsufficientInstanceCapacity", "VcpuLimitExceeded", "Unsupported"} <= set(errors)
+    for code, text in errors.items():
+        assert text.strip().endswith("."), code
+        assert ":" in text, f"{code}: say what to do after the colon"

@@ -145,6 +145,15 @@ def status_table(instances, families, quota_groups, now):
     return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
 
 
+AWS_ERROR_CODE = re.compile(r"An error occurred \(([A-Za-z0-9.]+)\)|\b(InsufficientInstanceCapacity|VcpuLimitExceeded|Unsupported)\b")
+
+
+def aws_error_code(message):
+    """The AWS error code in a module's failure message ('' when there is none)."""
+    match = AWS_ERROR_CODE.search(str(message or ""))
+    return (match.group(1) or match.group(2)) if match else ""
+
+
 def box_name_problem(name):
     """'' when name can name a box, else what is wrong and how to fix it."""
     if isinstance(name, str) and NAME_PATTERN.match(name):
@@ -165,5 +174,6 @@ class FilterModule:
             "normalise_cidr": normalise_cidr,
             "host_cidr": host_cidr,
             "status_table": status_table,
+            "aws_error_code": aws_error_code,
             "box_name_problem": box_name_problem,
         }
