@@ -33,7 +33,8 @@ fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then
   echo "ensure-docker: starting dockerd (log: $LOG)" >&2
-  $SUDO sh -c "nohup dockerd >>'$LOG' 2>&1 </dev/null &"
+  # fd 9 (the lock) must not leak into the daemon.
+  $SUDO sh -c "nohup dockerd >>'$LOG' 2>&1 </dev/null &" 9>&-
 fi
 
 for _ in $(seq "$WAIT_SECONDS"); do

@@ -21,6 +21,7 @@ def test_launch_creates_a_locked_down_gpu_box(gpubox, aws):
     assert tags["gpubox:managed-by"] == "gpubox"
     assert tags["gpubox:ami"] == UBUNTU_AMI
     assert tags["gpubox:ssh-user"] == "ubuntu"
+    assert tags["gpubox:image"] == "custom"
     assert inst["MetadataOptions"]["HttpTokens"] == "required"
     shutdown = aws.ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="instanceInitiatedShutdownBehavior")
     assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"

@@ -8,17 +8,23 @@ names another region, and checks that every command acted there.
 import re
 import shutil
 
-from conftest import Aws, Gpubox, REPO
+from conftest import Gpubox, REPO, _free_port
 
 
-def test_group_vars_reach_every_entry_playbook(moto_url, aws, tmp_path):
+def project_with(tmp_path, setting, value):
+    """A copy of the project whose group_vars/all/main.yml sets one value differently."""
     copy = tmp_path / "project"
     shutil.copytree(REPO, copy, symlinks=True,
                     ignore=shutil.ignore_patterns(".venv", ".git", ".cache", "__pycache__", "tests"))
     settings = copy / "group_vars/all/main.yml"
-    text, count = re.subn(r"(?m)^aws_region: .*$", "aws_region: eu-west-1", settings.read_text())
+    text, count = re.subn(rf"(?m)^{setting}: .*$", f"{setting}: {value}", settings.read_text())
     assert count == 1
     settings.write_text(text)
+    return copy
+
+
+def test_group_vars_reach_every_entry_playbook(moto_url, aws, tmp_path):
+    copy = project_with(tmp_path, "aws_region", "eu-west-1")
 
     home = tmp_path / "home"
     home.mkdir()
@@ -40,3 +46,19 @@ def test_group_vars_reach_every_entry_playbook(moto_url, aws, tmp_path):
 
     assert gpubox.run("teardown.yml", confirm=True).rc == 0
     assert europe.instances() == []
+
+
+def test_group_vars_reach_configure(moto_url, tmp_path):
+    # configure.yml waits instance_wait_timeout seconds for SSH: 600 by default, 3 in this copy.
+    copy = project_with(tmp_path, "instance_wait_timeout", "3")
+    home = tmp_path / "home"
+    home.mkdir()
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"unreachable-box ansible_host=127.0.0.1 ansible_port={_free_port()}\n")  # nothing listens there
+    result = Gpubox(moto_url, home, repo=copy).run(
+        "configure.yml", env={"ANSIBLE_INVENTORY": str(inventory), "ANSIBLE_HOST_KEY_CHECKING": "false"})
+    assert result.rc != 0
+    [failure] = [t["hosts"]["unreachable-box"] for p in result.output["plays"] for t in p["tasks"]
+                 if t["hosts"].get("unreachable-box", {}).get("failed")]
+    assert "timed out waiting for" in failure["msg"]
+    assert 3 <= failure["elapsed"] < 30
