@@ -25,5 +25,6 @@ def test_inventory_lists_only_gpubox_boxes_grouped_by_name(gpubox, aws):
     assert "not-mine" not in hostvars
     alpha = {k: v.get("__ansible_unsafe", v) if isinstance(v, dict) else v for k, v in hostvars["gpubox-alpha"].items()}
     assert alpha["ansible_host"] == aws.instance("alpha")["PublicIpAddress"]
-    assert (alpha["ansible_user"], alpha["gpubox_name"]) == ("ubuntu", "alpha")
+    assert (alpha["ansible_user"], alpha["gpubox_name"], alpha["gpubox_image"]) == ("ubuntu", "alpha", "custom")
+    assert alpha["ansible_ssh_common_args"] == "-o StrictHostKeyChecking=accept-new"
     assert "localhost" in inventory["ungrouped"]["hosts"]

@@ -44,6 +44,8 @@ def test_launch_creates_a_locked_down_gpu_box(gpubox, aws):
     assert (rules[0]["IpProtocol"], rules[0]["FromPort"], rules[0]["ToPort"]) == ("tcp", 22, 22)
     assert [r["CidrIp"] for r in rules[0]["IpRanges"]] == [MY_CIDR]
     assert not rules[0].get("Ipv6Ranges")
+    # Outbound stays open: the box fetches drivers and packages.
+    assert group["IpPermissionsEgress"][0]["IpProtocol"] == "-1"
 
     # The key pair is the user's own key, generated with a private file only they can read.
     private = gpubox.home / ".ssh" / "id_ed25519"
