@@ -123,10 +123,10 @@ class Gpubox:
             output = {}
         return Result(proc.returncode, output, proc.stderr + proc.stdout[:2000] * (not output), _messages(output))
 
-    def launch(self, **extra):
+    def launch(self, env=None, **extra):
         settings = {"type": "g5.xlarge", "ami": UBUNTU_AMI, "ssh_cidr": MY_CIDR, "configure": False}
         settings.update(extra)
-        return self.run("launch.yml", **settings)
+        return self.run("launch.yml", env=env, **settings)
 
 
 @pytest.fixture

@@ -170,3 +170,13 @@ def test_ssh_source_defaults_to_the_callers_public_ip(gpubox, aws):
     assert result.rc == 0, result.text
     [group] = aws.groups()
     assert [r["CidrIp"] for r in group["IpPermissions"][0]["IpRanges"]] == ["198.51.100.23/32"]
+
+
+def test_launch_with_no_endpoint_setting_uses_boto3s_own_configuration(gpubox, aws):
+    # aws_endpoint_url empty, as for real AWS: boto3 finds moto through its per-service variables instead.
+    services = ["EC2", "SSM", "STS", "SERVICE_QUOTAS"]
+    env = {"AWS_ENDPOINT_URL": "", **{f"AWS_ENDPOINT_URL_{s}": aws.url for s in services}}
+    result = gpubox.launch(env=env, ami="plain", os="al2023")
+    assert result.rc == 0, result.text
+    ssm = aws.ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+    assert aws.instance()["ImageId"] == ssm["Parameter"]["Value"]

@@ -26,7 +26,9 @@ def test_stop_then_start_then_launch_again(gpubox, aws):
     assert gpubox.run("stop.yml").rc == 0
     relaunch = gpubox.launch()
     assert relaunch.rc == 0, relaunch.text
-    assert aws.instance()["State"]["Name"] == "running"
+    inst = aws.instance()
+    assert inst["State"]["Name"] == "running"
+    assert relaunch.said(f"ubuntu@{inst['PublicIpAddress']}"), relaunch.text
     assert gpubox.launch().changed == 0
 
 
@@ -117,3 +119,9 @@ def test_teardown_never_touches_what_gpubox_did_not_create(gpubox, aws):
     assert {g["GroupId"] for g in aws.groups()} == {own_group}
     assert [k["KeyName"] for k in aws.keys()] == ["gpubox-mine"]
     assert [v["VolumeId"] for v in aws.ec2.describe_volumes(VolumeIds=[own_volume])["Volumes"]] == [own_volume]
+
+
+def test_configure_of_a_box_that_is_not_running_says_so(gpubox, aws):
+    result = gpubox.run("configure.yml", name="sleeping")
+    assert result.rc != 0
+    assert result.said("Box 'sleeping' is not running", "start.yml -e name=sleeping")

@@ -112,3 +112,32 @@ def test_root_volume_too_small(gpubox, aws):
 def test_unreachable_ip_lookup(gpubox, aws):
     refused(gpubox, aws, "Could not detect your public IP address", "-e ssh_cidr=",
             ssh_cidr="", ssh_ip_lookup_url="http://127.0.0.1:9/")
+
+
+def test_world_open_ssh_with_allow_given_as_the_string_false(gpubox, aws):
+    # -e allow_world_ssh=false arrives as the string "false"
+    refused(gpubox, aws, "opens SSH to the whole internet", ssh_cidr="0.0.0.0/0", allow_world_ssh="false")
+
+
+def test_a_key_pair_of_the_box_name_that_gpubox_did_not_create_is_left_alone(gpubox, aws):
+    aws.ec2.create_key_pair(KeyName="gpubox-gpubox")
+    fingerprint = aws.keys()[0]["KeyFingerprint"]
+    refused(gpubox, aws, "A key pair named gpubox-gpubox already exists", "gpubox did not create it", "-e name=OTHER")
+    assert aws.keys()[0]["KeyFingerprint"] == fingerprint and not aws.keys()[0].get("Tags")
+
+
+def test_a_security_group_of_the_box_name_that_gpubox_did_not_create_is_left_alone(gpubox, aws):
+    vpc = aws.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    aws.ec2.create_security_group(GroupName="gpubox-gpubox", Description="the user's own", VpcId=vpc)
+    refused(gpubox, aws, "A security group named gpubox-gpubox already exists", "gpubox did not create it")
+    [group] = aws.groups()
+    assert group["Description"] == "the user's own" and not group.get("Tags")
+
+
+def test_resize_to_a_type_the_box_zone_does_not_offer_changes_nothing(gpubox, aws):
+    assert gpubox.launch().rc == 0  # lands in us-east-1a; moto offers p3dn.24xlarge in 1c and 1d only
+    assert aws.instance()["Placement"]["AvailabilityZone"] == "us-east-1a"
+    refused(gpubox, aws, "p3dn.24xlarge is not offered in us-east-1a, where box 'gpubox' lives", "Nothing was changed",
+            type="p3dn.24xlarge", resize=True)
+    inst = aws.instance()
+    assert (inst["InstanceType"], inst["State"]["Name"]) == ("g5.xlarge", "running")

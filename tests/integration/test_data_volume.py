@@ -180,8 +180,9 @@ def test_volume_found_by_id_or_discovered_is_the_same_disk(box):
         assert f"{device} (ext4, UUID {first_uuid}) is mounted at /data" in output
         rc, changed, output = converge(box, data_volume_id="vol-0fffffffffffffff0", data_volume_wait_timeout=1,
                                        data_volume_mount_point="/elsewhere")
-        assert rc == 0, output
-        assert "WARNING: no data volume found (volume vol-0fffffffffffffff0)" in output
+        assert rc != 0
+        assert "The data volume vol-0fffffffffffffff0 is not on" in output
+        assert sh(box, "test -e /elsewhere && echo exists") == ""
     finally:
         sh(box, f"rm -f {link}")
     assert uuid_of(box, device) == first_uuid
@@ -204,12 +205,26 @@ def test_volume_with_a_filesystem_is_never_formatted(box):
     assert uuid_of(box, device) == before
 
 
-def test_absent_device_falls_back_to_a_directory(box):
-    rc, changed, output = converge(box, data_volume_device="/dev/gpubox-no-such-disk", data_volume_mount_point="/scratch")
+def test_missing_volume_that_was_asked_for_stops_the_run(box):
+    rc, changed, output = converge(box, data_volume_device="/dev/gpubox-no-such-disk", data_volume_mount_point="/lost")
+    assert rc != 0
+    assert "The data volume /dev/gpubox-no-such-disk is not on" in output
+    assert "Notebooks are not put on the root disk" in output
+    assert sh(box, "test -e /lost && echo exists") == ""
+
+    rc, changed, output = converge(box, data_volume_id="vol-0000000000000dead", data_volume_wait_timeout=2,
+                                   data_volume_mount_point="/lost")
+    assert rc != 0
+    assert "The data volume vol-0000000000000dead is not on" in output and "after 2 s" in output
+    assert sh(box, "test -e /lost && echo exists") == ""
+
+
+def test_without_a_data_volume_a_directory_on_the_root_disk_is_used(box):
+    rc, changed, output = converge(box, data_volume_mount_point="/scratch")
     assert rc == 0, output
-    assert "WARNING: no data volume found (device /dev/gpubox-no-such-disk)" in output
+    assert "WARNING: no data volume found" in output
     assert sh(box, "stat -c '%F %U' /scratch") == f"directory {USER}"
     assert sh(box, "findmnt -n /scratch") == ""
 
-    rc, changed, output = converge(box, data_volume_device="/dev/gpubox-no-such-disk", data_volume_mount_point="/scratch")
+    rc, changed, output = converge(box, data_volume_mount_point="/scratch")
     assert (rc, changed) == (0, 0), output
