@@ -1,0 +1,64 @@
+"""The per-box SSH config: `ssh gpubox-NAME` resolves to the box, with the Jupyter tunnel."""
+
+import os
+import stat
+import subprocess
+
+
+def ssh_settings(home, alias):
+    """What the ssh client would use for alias (ssh -G reads the config; it connects nowhere)."""
+    out = subprocess.run(["ssh", "-F", str(home / ".ssh/config"), "-G", alias],
+                         capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL).stdout
+    settings = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        settings.setdefault(key, value)
+    return settings
+
+
+def test_launch_writes_a_host_block_that_ssh_uses(gpubox, aws):
+    ssh = gpubox.home / ".ssh"
+    ssh.mkdir(mode=0o700)
+    (ssh / "config").write_text("Host old\n    HostName 192.0.2.1\n")
+
+    assert gpubox.launch().rc == 0
+    config = (ssh / "config").read_text().splitlines()
+    assert config[0] == f"Include {ssh}/gpubox.d/*.conf"
+    assert config[1:] == ["Host old", "    HostName 192.0.2.1"]
+    block = ssh / "gpubox.d/gpubox.conf"
+    assert stat.S_IMODE(os.stat(block).st_mode) == 0o600
+
+    seen = ssh_settings(gpubox.home, "gpubox-gpubox")
+    assert seen["hostname"] == aws.instance()["PublicIpAddress"]
+    assert seen["user"] == "ubuntu"
+    assert seen["identityfile"] == f"{ssh}/id_ed25519"
+    assert seen["localforward"] == "8888 [localhost]:8888"
+    assert seen["stricthostkeychecking"] == "accept-new"
+    assert seen["userknownhostsfile"] == f"{ssh}/gpubox.d/gpubox.known_hosts"
+    assert ssh_settings(gpubox.home, "old")["hostname"] == "192.0.2.1"
+
+    again = gpubox.launch()
+    assert again.changed == 0
+    assert (ssh / "config").read_text().count("Include") == 1
+
+
+def test_start_points_the_block_at_the_new_address_and_teardown_removes_it(gpubox, aws):
+    assert gpubox.launch(name="alpha").rc == 0
+    assert gpubox.launch(name="beta").rc == 0
+    assert gpubox.run("stop.yml", name="alpha").rc == 0
+    assert gpubox.run("start.yml", name="alpha").rc == 0
+    assert ssh_settings(gpubox.home, "gpubox-alpha")["hostname"] == aws.instance("alpha")["PublicIpAddress"]
+
+    (gpubox.home / ".ssh/gpubox.d/alpha.known_hosts").write_text("54.1.2.3 ssh-ed25519 AAAA\n")
+    assert gpubox.run("teardown.yml", name="alpha", confirm=True).rc == 0
+    folder = gpubox.home / ".ssh/gpubox.d"
+    assert sorted(p.name for p in folder.iterdir()) == ["beta.conf"]
+    assert ssh_settings(gpubox.home, "gpubox-beta")["hostname"] == aws.instance("beta")["PublicIpAddress"]
+    # With the block gone, the alias is just a name again.
+    assert ssh_settings(gpubox.home, "gpubox-alpha")["hostname"] == "gpubox-alpha"
+
+
+def test_ssh_config_write_false_leaves_the_ssh_config_alone(gpubox, aws):
+    assert gpubox.launch(ssh_config_write=False).rc == 0
+    assert not (gpubox.home / ".ssh/config").exists()
+    assert not (gpubox.home / ".ssh/gpubox.d").exists()
