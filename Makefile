@@ -1,6 +1,7 @@
 # gpubox: one command to a GPU deep-learning box on AWS.
 #   make launch type=g5.xlarge [name=NAME] [os=...] [ami=...]   launch or reconfigure a box
 #   make stop|start|status|teardown [name=NAME]                 the rest of its life
+#   make demo                                                    the whole flow against stand-ins, no AWS account needed
 #   make test                                                    install what the tests need, then run them all
 SHELL := /bin/bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
@@ -14,7 +15,7 @@ SETTINGS := type name os ami confirm delete_data resize substitute
 EXTRA := $(foreach v,$(SETTINGS),$(if $($(v)),-e $(v)=$($(v))))
 ARGS ?=
 
-.PHONY: setup launch stop start status teardown test test-deps lint unit aws integration molecule
+.PHONY: setup launch stop start status teardown demo demo-down test test-deps lint unit aws integration molecule e2e
 
 $(VENV)/.setup: requirements.txt requirements.yml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,13 @@ setup: $(VENV)/.setup
 launch stop start status teardown: $(VENV)/.setup
 	$(BIN)/ansible-playbook $@.yml $(EXTRA) $(ARGS)
 
+# The same launch against moto server and a systemd container with sshd (needs Docker; see README).
+demo: $(VENV)/.test-deps
+	python scripts/demo.py up
+
+demo-down: $(VENV)/.test-deps
+	python scripts/demo.py down
+
 # --- Tests
 $(VENV)/.test-deps: $(VENV)/.setup requirements-test.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-test.txt
@@ -35,8 +43,9 @@ $(VENV)/.test-deps: $(VENV)/.setup requirements-test.txt
 test-deps: $(VENV)/.test-deps
 	scripts/ensure-docker.sh
 	scripts/build-test-image.sh
+	scripts/ensure-browser.sh
 
-test: test-deps lint unit aws integration molecule
+test: test-deps lint unit aws integration molecule e2e
 
 lint: $(VENV)/.test-deps
 	yamllint --strict .
@@ -53,3 +62,7 @@ integration: test-deps
 
 molecule: test-deps
 	molecule test --all
+
+# After molecule: its prepare step fills the wheelhouse that the stand-in host installs from.
+e2e: test-deps
+	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/e2e -q

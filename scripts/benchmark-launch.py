@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Time the AWS half of gpubox against moto server: a first launch, an identical re-run, status, teardown.
+"""Time gpubox against moto server: a first launch, an identical re-run, status, teardown.
 
-Usage: .venv/bin/python scripts/benchmark-launch.py [--runs N]
-Prints the median wall-clock seconds of each step. A benchmark, not a test: nothing here asserts a time.
+Usage: .venv/bin/python scripts/benchmark-launch.py [--runs N] [--host]
+Without --host it times the AWS half alone (configure=false). With --host, launch also configures a
+stand-in instance (scripts/standin.py: a systemd container with sshd on 127.0.0.1; needs Docker), so
+the first launch includes the Python env and JupyterLab installs (from the pip cache when warm) and the
+re-run is the whole reconfigure pass. Prints the median wall-clock seconds of each step.
+A benchmark, not a test: nothing here asserts a time.
 """
 
 import argparse
@@ -15,40 +19,52 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests/aws"))
-from conftest import _free_port  # noqa: E402
+import standin
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--host", action="store_true", help="configure a stand-in instance too")
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
-    port = _free_port()
-    moto = subprocess.Popen([str(bindir / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2)
+    port = standin.free_port()
+    moto = standin.start_moto(port)
     home = tempfile.mkdtemp(prefix="gpubox-bench-")
     env = {"PATH": os.environ["PATH"], "HOME": home, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    settings = json.dumps({"type": "g5.xlarge", "ami": "ami-1e749f67", "ssh_cidr": "203.0.113.7/32", "configure": False})
+    settings = {"type": "g5.xlarge", "ami": standin.MOTO_UBUNTU_AMI, "ssh_cidr": "203.0.113.7/32", "configure": False}
+    container = None
+    if args.host:
+        standin.prepare_docker()
+        key = Path(home) / ".ssh" / "id_ed25519"
+        key.parent.mkdir(mode=0o700)
+        standin.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+        ssh_port, container = standin.free_port(), f"gpubox-bench-{os.getpid()}"
+        settings.update(configure=True, ssh_host="127.0.0.1", ssh_port=ssh_port, data_volume_size=0,
+                        **standin.HOST_SETTINGS)
     steps = {
-        "first launch": ["launch.yml", "-e", settings],
-        "identical re-run": ["launch.yml", "-e", settings],
+        "first launch": ["launch.yml", "-e", json.dumps(settings)],
+        "identical re-run": ["launch.yml", "-e", json.dumps(settings)],
         "status": ["status.yml"],
         "teardown": ["teardown.yml", "-e", '{"confirm": true, "delete_data": true}'],
     }
     timings = {step: [] for step in steps}
     try:
         for _ in range(args.runs):
+            if container:  # a fresh instance for each first launch, as on EC2
+                standin.remove_host(container)
+                standin.start_host(container, settings["ssh_port"], (key.parent / "id_ed25519.pub").read_text())
+                (key.parent / "gpubox.d" / "gpubox.known_hosts").unlink(missing_ok=True)
             for step, cmd in steps.items():
                 start = time.perf_counter()
-                subprocess.run([str(bindir / "ansible-playbook"), *cmd], cwd=REPO, env=env, check=True,
+                subprocess.run([str(bindir / "ansible-playbook"), *cmd], cwd=standin.REPO, env=env, check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
                 timings[step].append(time.perf_counter() - start)
     finally:
         moto.terminate()
+        if container:
+            standin.remove_host(container)
     for step, seconds in timings.items():
         print(f"{step:18s} median {statistics.median(seconds):6.1f} s   runs: {', '.join(f'{s:.1f}' for s in seconds)}")
 

@@ -23,8 +23,28 @@ def test_inventory_lists_only_gpubox_boxes_grouped_by_name(gpubox, aws):
     assert sorted(inventory["gpubox"]["hosts"]) == ["gpubox-alpha", "gpubox-beta"]
     hostvars = inventory["_meta"]["hostvars"]
     assert "not-mine" not in hostvars
-    alpha = {k: v.get("__ansible_unsafe", v) if isinstance(v, dict) else v for k, v in hostvars["gpubox-alpha"].items()}
-    assert alpha["ansible_host"] == aws.instance("alpha")["PublicIpAddress"]
-    assert (alpha["ansible_user"], alpha["gpubox_name"], alpha["gpubox_image"]) == ("ubuntu", "alpha", "custom")
-    assert alpha["ansible_ssh_common_args"] == "-o StrictHostKeyChecking=accept-new"
     assert "localhost" in inventory["ungrouped"]["hosts"]
+
+    alpha = _login(gpubox, "gpubox-alpha")
+    known_hosts = f"{gpubox.home}/.ssh/gpubox.d/alpha.known_hosts"
+    assert alpha == [aws.instance("alpha")["PublicIpAddress"], "22", "ubuntu",
+                     f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}"]
+
+
+def test_ssh_overrides_reach_boxes_found_by_the_inventory(gpubox, aws):
+    assert gpubox.launch(name="alpha").rc == 0
+    alpha = _login(gpubox, "gpubox-alpha", ssh_host="10.8.0.5", ssh_port=2222, ssh_user="jo")
+    assert alpha[:3] == ["10.8.0.5", "2222", "jo"]
+
+
+def _login(gpubox, host, **settings):
+    """How Ansible would log in to an inventory host, with gpubox's group_vars as the playbooks see them."""
+    env = {k: v for k, v in gpubox.env.items() if k != "ANSIBLE_STDOUT_CALLBACK"}
+    env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
+    fields = "[ansible_host, ansible_port | string, ansible_user, ansible_ssh_common_args]"
+    cmd = [str(Path(sys.executable).parent / "ansible"), host, "--playbook-dir", "playbooks",
+           "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {fields} }}}}"]
+    if settings:
+        cmd += ["-e", json.dumps(settings)]
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out[out.index("=>") + 2:])["msg"]

@@ -5,7 +5,7 @@ import os
 import stat
 import threading
 
-from conftest import MY_CIDR, UBUNTU_AMI
+from conftest import MY_CIDR, UBUNTU_AMI, _free_port
 
 
 def test_launch_creates_a_locked_down_gpu_box(gpubox, aws):
@@ -180,3 +180,13 @@ def test_launch_with_no_endpoint_setting_uses_boto3s_own_configuration(gpubox, a
     assert result.rc == 0, result.text
     ssm = aws.ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
     assert aws.instance()["ImageId"] == ssm["Parameter"]["Value"]
+
+
+def test_launch_says_what_to_check_when_the_box_does_not_answer_ssh(gpubox, aws):
+    closed = _free_port()  # nothing listens there
+    result = gpubox.launch(configure=True, ssh_host="127.0.0.1", ssh_port=closed, instance_wait_timeout=3)
+    assert result.rc != 0
+    instance_id = aws.instance()["InstanceId"]
+    assert result.said(f"at 127.0.0.1:{closed} did not answer SSH within 3 s", "your public IP may have changed",
+                       "run launch.yml again", f"describe-instance-status --instance-ids {instance_id}",
+                       f"get-console-output --latest --instance-id {instance_id}", "Raise instance_wait_timeout")

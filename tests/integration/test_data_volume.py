@@ -9,26 +9,13 @@ import json
 import os
 import pathlib
 import re
-import shutil
-import subprocess
-import time
-import uuid
 
 import pytest
 
+from support.containers import loop_device, run, systemd_container
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-# Same names as scripts/build-test-image.sh: GPUBOX_TEST_IMAGE (name) and GPUBOX_TEST_TAG.
-IMAGE = f"{os.environ.get('GPUBOX_TEST_IMAGE', 'gpubox-test')}:{os.environ.get('GPUBOX_TEST_TAG', 'debian12')}"
 USER = "gpuuser"
-SYSTEMD_ARGS = [
-    "--cap-add", "SYS_ADMIN",
-    "--security-opt", "seccomp=unconfined",
-    "--security-opt", "apparmor=unconfined",
-    "--cgroupns=host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run",
-    "--tmpfs", "/run/lock",
-]
 PLAYBOOK = """---
 - name: Run the data_volume role
   hosts: all
@@ -38,74 +25,25 @@ PLAYBOOK = """---
 """
 
 
-def skip(reason):
-    """Skip, or fail when GPUBOX_REQUIRE_INTEGRATION=1 (CI, where everything must be there)."""
-    if os.environ.get("GPUBOX_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def run(*args, check=True, **kwargs):
-    return subprocess.run(args, check=check, capture_output=True, text=True, **kwargs)
-
-
-def _docker_ready():
-    ensure = ROOT / "scripts" / "ensure-docker.sh"
-    if ensure.exists():
-        result = run("bash", str(ensure), check=False)
-        if result.returncode != 0:
-            skip(f"ensure-docker.sh failed: {result.stderr.strip()}")
-    if not shutil.which("docker") or run("docker", "info", check=False).returncode != 0:
-        skip("Docker is not running and scripts/ensure-docker.sh is not there to start it")
-    build = ROOT / "scripts" / "build-test-image.sh"
-    if build.exists():  # quick when the image is up to date
-        result = run("bash", str(build), check=False)
-        if result.returncode != 0:
-            skip(f"build-test-image.sh failed: {result.stderr.strip()[-500:]}")
-    if run("docker", "image", "inspect", IMAGE, check=False).returncode != 0:
-            skip(f"image {IMAGE} is missing and scripts/build-test-image.sh did not build it")
-
-
-def _loop_device(image_file):
-    result = run("losetup", "--find", "--show", str(image_file), check=False)
-    if result.returncode != 0:
-        skip(f"cannot attach a loop device (root and /dev/loop-control needed): {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
     """A systemd container with two loop devices: one blank, one holding an ext2 filesystem with a file."""
-    if os.geteuid() != 0:
-        skip("loop devices and mounts need root")
-    _docker_ready()
     work = tmp_path_factory.mktemp("data-volume")
-    loops, name = [], f"gpubox-data-volume-{uuid.uuid4().hex[:8]}"
+    blank = loop_device(work / "blank.img")
+    seeded_dir = work / "seed"
+    seeded_dir.mkdir()
+    (seeded_dir / "notes.txt").write_text("keep me\n")
+    seeded_image = work / "seeded.img"
+    with open(seeded_image, "wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    run("mkfs.ext2", "-q", "-L", "old-data", "-d", str(seeded_dir), str(seeded_image))
+    seeded = loop_device(seeded_image, size_mib=None)
     try:
-        blank = work / "blank.img"
-        with open(blank, "wb") as handle:
-            handle.truncate(64 * 1024 * 1024)
-        seeded_dir = work / "seed"
-        seeded_dir.mkdir()
-        (seeded_dir / "notes.txt").write_text("keep me\n")
-        seeded = work / "seeded.img"
-        with open(seeded, "wb") as handle:
-            handle.truncate(64 * 1024 * 1024)
-        run("mkfs.ext2", "-q", "-L", "old-data", "-d", str(seeded_dir), str(seeded))
-        loops = [_loop_device(blank), _loop_device(seeded)]
-        devices = [arg for loop in loops for arg in ("--device", loop)]
-        run("docker", "run", "-d", "--name", name, *SYSTEMD_ARGS, *devices, IMAGE, "/lib/systemd/systemd")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = run("docker", "exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(1)
-        run("docker", "exec", name, "useradd", "--create-home", "--user-group", USER)
-        yield {"name": name, "blank": loops[0], "seeded": loops[1], "work": work}
+        with systemd_container("gpubox-data-volume", "--device", blank, "--device", seeded) as name:
+            run("docker", "exec", name, "useradd", "--create-home", "--user-group", USER)
+            yield {"name": name, "blank": blank, "seeded": seeded, "work": work}
     finally:
-        run("docker", "rm", "-f", name, check=False)
-        for loop in loops:
+        for loop in (blank, seeded):
             run("losetup", "-d", loop, check=False)
 
 

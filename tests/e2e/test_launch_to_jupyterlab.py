@@ -1,0 +1,141 @@
+"""From nothing to JupyterLab in a browser, the way a user walks it.
+
+moto server on 127.0.0.1 stands in for AWS, and a systemd container with sshd (port 22 published on
+127.0.0.1 only, a loop device as its data volume) stands in for the EC2 instance. launch.yml provisions
+in moto and configures the container through the ssh_host/ssh_port overrides; the test then runs the
+tunnel command that launch printed, drives headless Chromium through the tunnel to the printed URL, runs
+the sample notebook, re-runs launch (nothing changes), checks `ssh gpubox-NAME`, and tears down.
+The screenshot is saved to build/test-artifacts/jupyterlab-through-tunnel.png (the README's picture).
+"""
+
+import contextlib
+import shlex
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from support.browser import run_notebook
+from standin import HOST_SETTINGS, MOTO_UBUNTU_AMI
+from support.containers import free_port, loop_device, run, sh, stand_in_host
+from support.gpubox import MY_CIDR, REPO, Aws, Gpubox, moto_server
+
+NAME = "e2e"
+ARTIFACTS = REPO / "build" / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "jupyterlab-through-tunnel.png"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """moto, a user's HOME with an SSH key, and the stand-in host holding that key (as cloud-init would)."""
+    work = tmp_path_factory.mktemp("e2e")
+    home = work / "home"
+    (home / ".ssh").mkdir(parents=True)
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f", str(home / ".ssh" / "id_ed25519"))
+    public_key = (home / ".ssh" / "id_ed25519.pub").read_text().strip()
+    ssh_port = free_port()
+    loop = loop_device(work / "data-volume.img", size_mib=256)
+    try:
+        with moto_server() as moto, stand_in_host("gpubox-e2e", ssh_port, public_key, "--device", loop) as host:
+            settings = {
+                "name": NAME, "type": "g5.xlarge", "ami": MOTO_UBUNTU_AMI, "ssh_cidr": MY_CIDR,
+                "ssh_host": "127.0.0.1", "ssh_port": ssh_port, "tunnel_port": free_port(),
+                "data_volume_device": loop, **HOST_SETTINGS,
+            }
+            yield {"gpubox": Gpubox(moto, home), "aws": Aws(moto), "host": host, "settings": settings}
+    finally:
+        run("losetup", "-d", loop, check=False)
+
+
+@contextlib.contextmanager
+def background(argv):
+    """A command left running (the tunnel), stopped afterwards."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def jupyter_answers(url, proc, timeout=30):
+    """Wait until JupyterLab answers through the tunnel at url; fail with ssh's output if the tunnel died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the tunnel exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer at {url} within {timeout} s")
+
+
+def line_after(result, label):
+    """The text after `label` in the launch's closing message."""
+    found = [m.split(label, 1)[1].strip() for m in result.messages if label in m]
+    assert found, f"no '{label}' in the closing message:\n{result.text[-3000:]}"
+    return found[-1]
+
+
+def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the_data(world):
+    gpubox, aws, host, settings = world["gpubox"], world["aws"], world["host"], world["settings"]
+
+    first = gpubox.run("launch.yml", timeout=1800, **settings)
+    assert first.rc == 0, first.text[-6000:]
+
+    # The EC2 side: one instance, and the data volume attached to it.
+    instance = aws.instance(NAME)
+    assert instance["InstanceType"] == "g5.xlarge"
+    assert [v["Attachments"][0]["InstanceId"] for v in aws.data_volumes(NAME)] == [instance["InstanceId"]]
+    # The host side: JupyterLab serves the notebooks from the data volume, on loopback only.
+    assert sh(host, "findmnt -n -o SOURCE /data") == settings["data_volume_device"]
+    assert sh(host, "systemctl is-active jupyter") == "active"
+    assert sh(host, "systemctl is-active gpubox-autostop.timer") == "active"
+
+    summary = "\n".join(first.messages)
+    assert f"Box '{NAME}' is ready: g5.xlarge with 1x NVIDIA A10G at 127.0.0.1, about $" in summary
+    assert f"ansible-playbook stop.yml -e name={NAME}" in summary
+    assert f"ansible-playbook teardown.yml -e name={NAME}" in summary
+    assert f"ssh gpubox-{NAME}" in summary
+    assert "It stops itself after 60 idle minutes." in summary
+    tunnel = line_after(first, "Open the tunnel and leave it running:")
+    url = line_after(first, "Open JupyterLab:")
+    key = gpubox.home / ".ssh" / "id_ed25519"
+    assert tunnel.startswith(f"ssh -i {key} -p {settings['ssh_port']} ")
+    assert tunnel.endswith(f"-N -L {settings['tunnel_port']}:localhost:8888 ubuntu@127.0.0.1")
+    assert url.startswith(f"http://127.0.0.1:{settings['tunnel_port']}/lab?token=")
+    token = url.split("token=", 1)[1]
+    assert token and token not in first.stderr
+
+    # The exact tunnel command that launch printed, then a real browser through it.
+    with background(shlex.split(tunnel)) as proc:
+        assert jupyter_answers(url, proc) == 200
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        outputs = run_notebook(url, "gpubox-sample.ipynb", SCREENSHOT)
+    assert "TensorFlow 2.21.0 | Keras 3.15.1" in outputs
+    assert "Final loss:" in outputs
+    assert "<image/png>" in outputs  # the loss plot
+    assert SCREENSHOT.stat().st_size > 10_000
+
+    again = gpubox.run("launch.yml", timeout=1800, **settings)
+    assert again.rc == 0, again.text[-6000:]
+    changed = {host_name: stats["changed"] for host_name, stats in again.output["stats"].items()}
+    assert set(changed) == {"localhost", f"gpubox-{NAME}"}
+    assert set(changed.values()) == {0}, changed
+
+    # The written SSH config: `ssh gpubox-e2e` logs in and opens the same tunnel.
+    ssh_config = gpubox.home / ".ssh" / "config"
+    assert run("ssh", "-F", str(ssh_config), f"gpubox-{NAME}", "--", "id", "-un").stdout.strip() == "ubuntu"
+    with background(["ssh", "-F", str(ssh_config), "-N", f"gpubox-{NAME}"]) as proc:
+        assert jupyter_answers(url.replace("/lab?", "/api/status?"), proc) == 200
+
+    down = gpubox.run("teardown.yml", name=NAME, confirm=True)
+    assert down.rc == 0, down.text[-4000:]
+    assert aws.instances(NAME) == []
+    assert aws.groups() == [] and aws.keys() == []
+    assert [v["State"] for v in aws.data_volumes(NAME)] == ["available"]
+    assert not (gpubox.home / ".ssh" / "gpubox.d" / f"{NAME}.conf").exists()

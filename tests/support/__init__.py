@@ -1,0 +1,1 @@
+"""Helpers shared by gpubox's test suites (tests/ is on pytest's pythonpath)."""
