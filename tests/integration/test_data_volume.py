@@ -5,16 +5,12 @@ image with scripts/build-test-image.sh when they exist; skips (saying why) when 
 All traffic goes into the container through `docker exec` (the community.docker.docker connection).
 """
 
-import json
-import os
-import pathlib
-import re
 
 import pytest
 
+from support.containers import converge as run_playbook
 from support.containers import loop_device, run, systemd_container
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 USER = "gpuuser"
 PLAYBOOK = """---
 - name: Run the data_volume role
@@ -49,29 +45,7 @@ def box(tmp_path_factory):
 
 def converge(box, **variables):
     """Run the role in the container; returns (returncode, changed count, output)."""
-    playbook = box["work"] / "playbook.yml"
-    playbook.write_text(PLAYBOOK)
-    inventory = box["work"] / "inventory.yml"
-    inventory.write_text(json.dumps(
-        {"all": {"hosts": {box["name"]: {"ansible_connection": "community.docker.docker"}}}}
-    ))
-    extra = {"data_volume_owner": USER, **variables}
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
-        ANSIBLE_STDOUT_CALLBACK="default",
-        ANSIBLE_NOCOLOR="1",
-    )
-    result = run(
-        "ansible-playbook", "-i", str(inventory),
-        "-e", json.dumps(extra), str(playbook), check=False, env=env, cwd=str(ROOT),
-    )
-    output = result.stdout + result.stderr
-    recap = re.search(r"changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", output)
-    changed = int(recap.group(1)) if recap else -1
-    return result.returncode, changed, output
+    return run_playbook(box["work"], box["name"], PLAYBOOK, data_volume_owner=USER, **variables)
 
 
 def sh(box, command):

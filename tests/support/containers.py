@@ -6,13 +6,17 @@ only; everything else goes through `docker exec`.
 """
 
 import contextlib
+import json
 import os
+import re
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from standin import (  # noqa: F401 (re-exported for the tests)
-    HOST_SETTINGS, exec_in, free_port, prepare_docker, remove_host, run, start_container, start_host,
+    HOST_SETTINGS, REPO, exec_in, free_port, prepare_docker, remove_host, run, start_container, start_host,
 )
 
 
@@ -70,3 +74,25 @@ def stand_in_host(prefix, ssh_port, public_key, *docker_args):
 def sh(container, command):
     """Run a shell command in the container as root; returns its stdout, stripped ('' on failure)."""
     return run("docker", "exec", container, "sh", "-c", command, check=False).stdout.strip()
+
+
+def converge(work, container, playbook, host_vars=None, **variables):
+    """Run playbook (its text) on the container through `docker exec` (community.docker.docker).
+
+    host_vars go into the inventory, as group_vars would; variables are given with -e.
+    Returns (returncode, changed count from the recap, output).
+    """
+    path = work / "playbook.yml"
+    path.write_text(playbook)
+    inventory = work / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {container: {
+        "ansible_connection": "community.docker.docker", **(host_vars or {})}}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_STDOUT_CALLBACK="default",
+               ANSIBLE_NOCOLOR="1")
+    ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
+    result = run(str(ansible_playbook), "-i", str(inventory), "-e", json.dumps(variables), str(path),
+                 check=False, env=env, cwd=str(REPO))
+    output = result.stdout + result.stderr
+    recap = re.search(r"changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", output)
+    return result.returncode, int(recap.group(1)) if recap else -1, output
