@@ -63,6 +63,6 @@ integration: test-deps
 molecule: test-deps
 	molecule test --all
 
-# After molecule: its prepare step fills the wheelhouse that the stand-in host installs from.
+# Last: the stand-in host installs from the wheelhouse molecule's prepare fills (else from the package index).
 e2e: test-deps
 	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/e2e -q

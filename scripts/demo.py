@@ -4,8 +4,8 @@
 moto server on 127.0.0.1 plays AWS and a systemd container plays the EC2 instance (scripts/standin.py).
 launch.yml runs as for real: it provisions in moto, then configures the container over SSH (Python env
 with TensorFlow, JupyterLab, auto-stop) and prints the tunnel command and the JupyterLab URL.
-Everything lives in .demo/ (its own SSH key, moto's address); your ~/.ssh/config and AWS settings are
-not used or changed. `make demo-down` removes it all.
+Everything lives in .demo/ (its own SSH key, SSH config and known hosts, moto's address); your ~/.ssh
+and your AWS settings are not used or changed. `make demo-down` removes it all.
 
     scripts/demo.py up     start (or re-run) the demo
     scripts/demo.py down   tear it down
@@ -25,12 +25,15 @@ CONTAINER = "gpubox-demo"
 
 
 def _env(moto_url):
+    # None of the user's AWS settings (profile, session token, endpoints) may reach the playbooks.
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "AWS_ENDPOINT_URL": moto_url,
         "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",
+        # Any key works with moto. Not "demo": Ansible masks a secret's value wherever it appears in results,
+        # and the box's name in every tag would come back masked.
+        "AWS_ACCESS_KEY_ID": "AKIAGPUBOXDEMO000000",
+        "AWS_SECRET_ACCESS_KEY": "gpubox-demo-moto-secret-not-a-real-key",
         # Never read the user's AWS profile or the instance metadata: the demo talks to moto only.
         "AWS_CONFIG_FILE": str(STATE / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(STATE / "no-aws-credentials"),
@@ -44,14 +47,20 @@ def _playbook(playbook, moto_url, settings):
     return subprocess.run(cmd, cwd=standin.REPO, env=_env(moto_url)).returncode
 
 
+def _moto_alive(state):
+    """True when the saved process id is still our moto server (after a reboot it may be another process)."""
+    try:
+        cmdline = Path(f"/proc/{state['moto_pid']}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    port = state["moto_url"].rsplit(":", 1)[1].encode()
+    return any(b"moto_server" in arg for arg in cmdline) and port in cmdline
+
+
 def _running(state):
     alive = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", CONTAINER],
                            capture_output=True, text=True).stdout.strip() == "true"
-    try:
-        os.kill(state["moto_pid"], 0)
-    except OSError:
-        return False
-    return alive
+    return alive and _moto_alive(state)
 
 
 def up():
@@ -81,8 +90,11 @@ def up():
         "ssh_public_key": str(STATE / "id_ed25519.pub"), "ssh_cidr": "127.0.0.1/32",
         "ssh_host": "127.0.0.1", "ssh_port": state["ssh_port"],
         "tunnel_port": int(os.environ.get("TUNNEL_PORT", "8888")),
-        # The container has no second disk, and your own ~/.ssh/config is left alone.
-        "data_volume_size": 0, "ssh_config_write": False,
+        # The container has no second disk; the box's SSH config and known hosts stay in .demo/ too.
+        "data_volume_size": 0,
+        "ssh_config_dir": str(STATE / "ssh"), "ssh_config_main": str(STATE / "ssh" / "config"),
+        # Its stop and teardown commands would talk to your real AWS account: point to make demo-down instead.
+        "summary_manage": ["This box lives in the emulator: `make demo-down` removes it."],
         **standin.HOST_SETTINGS,
     }
     rc = _playbook("launch.yml", state["moto_url"], settings)
@@ -97,11 +109,12 @@ def down(quiet=False):
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if _running(state):
-            _playbook("teardown.yml", state["moto_url"], {"name": NAME, "confirm": True, "delete_data": True})
-        try:
+            settings = {"name": NAME, "confirm": True, "delete_data": True,
+                        "ssh_config_dir": str(STATE / "ssh"), "ssh_config_main": str(STATE / "ssh" / "config")}
+            if _playbook("teardown.yml", state["moto_url"], settings) != 0:
+                print("demo: teardown in the emulator failed (see above); removing the stand-ins anyway", file=sys.stderr)
+        if _moto_alive(state):
             os.kill(state["moto_pid"], 15)
-        except OSError:
-            pass
     standin.remove_host(CONTAINER)
     subprocess.run(["rm", "-rf", str(STATE)], check=True)
     if not quiet:

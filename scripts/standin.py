@@ -70,7 +70,9 @@ def prepare_docker():
 def start_moto(port):
     """moto server on 127.0.0.1:port, in the background: returns the process once it answers."""
     server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+    # Without the caller's AWS settings: moto calls botocore itself, and a profile it cannot find fails every request.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     for _ in range(100):
         try:

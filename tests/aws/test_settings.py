@@ -61,5 +61,16 @@ def test_group_vars_reach_configure(moto_url, tmp_path):
     failed = [t["hosts"]["unreachable-box"] for p in result.output["plays"] for t in p["tasks"]
               if t["hosts"].get("unreachable-box", {}).get("failed")]
     assert failed, result.text
-    assert "Timeout when waiting for" in failed[0]["msg"]
-    assert "did not answer SSH within 3 s" in failed[-1]["msg"]
+    assert "could not be reached over SSH within 3 s" in failed[-1]["msg"]
+
+
+def test_ssh_overrides_refuse_several_boxes_at_once(moto_url, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("box-a ansible_host=127.0.0.1\nbox-b ansible_host=127.0.0.1\n")
+    result = Gpubox(moto_url, home).run("configure.yml", env={"ANSIBLE_INVENTORY": str(inventory)},
+                                        ssh_host="127.0.0.1", ssh_port=_free_port())
+    assert result.rc != 0
+    assert result.said("ssh_host, ssh_port and ssh_user name one machine, but this run targets 2", "box-a, box-b",
+                       "Pick one box with -e name=NAME")

@@ -8,11 +8,8 @@ the sample notebook, re-runs launch (nothing changes), checks `ssh gpubox-NAME`,
 The screenshot is saved to build/test-artifacts/jupyterlab-through-tunnel.png (the README's picture).
 """
 
-import contextlib
+import json
 import shlex
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
@@ -20,6 +17,7 @@ from support.browser import run_notebook
 from standin import HOST_SETTINGS, MOTO_UBUNTU_AMI
 from support.containers import free_port, loop_device, run, sh, stand_in_host
 from support.gpubox import MY_CIDR, REPO, Aws, Gpubox, moto_server
+from support.tunnel import background, jupyter_answers
 
 NAME = "e2e"
 ARTIFACTS = REPO / "build" / "test-artifacts"
@@ -48,31 +46,6 @@ def world(tmp_path_factory):
         run("losetup", "-d", loop, check=False)
 
 
-@contextlib.contextmanager
-def background(argv):
-    """A command left running (the tunnel), stopped afterwards."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def jupyter_answers(url, proc, timeout=30):
-    """Wait until JupyterLab answers through the tunnel at url; fail with ssh's output if the tunnel died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the tunnel exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer at {url} within {timeout} s")
-
-
 def line_after(result, label):
     """The text after `label` in the launch's closing message."""
     found = [m.split(label, 1)[1].strip() for m in result.messages if label in m]
@@ -93,6 +66,7 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     # The host side: JupyterLab serves the notebooks from the data volume, on loopback only.
     assert sh(host, "findmnt -n -o SOURCE /data") == settings["data_volume_device"]
     assert sh(host, "systemctl is-active jupyter") == "active"
+    assert sh(host, "ss -Hltn 'sport = :8888' | awk '{print $4}'") == "127.0.0.1:8888"
     assert sh(host, "systemctl is-active gpubox-autostop.timer") == "active"
 
     summary = "\n".join(first.messages)
@@ -100,15 +74,16 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     assert f"ansible-playbook stop.yml -e name={NAME}" in summary
     assert f"ansible-playbook teardown.yml -e name={NAME}" in summary
     assert f"ssh gpubox-{NAME}" in summary
-    assert "It stops itself after 60 idle minutes." in summary
+    assert "It stops itself after 60 idle minutes" in summary
     tunnel = line_after(first, "Open the tunnel and leave it running:")
     url = line_after(first, "Open JupyterLab:")
     key = gpubox.home / ".ssh" / "id_ed25519"
     assert tunnel.startswith(f"ssh -i {key} -p {settings['ssh_port']} ")
-    assert tunnel.endswith(f"-N -L {settings['tunnel_port']}:localhost:8888 ubuntu@127.0.0.1")
+    assert tunnel.endswith(f"-o ExitOnForwardFailure=yes -N -L {settings['tunnel_port']}:localhost:8888 ubuntu@127.0.0.1")
     assert url.startswith(f"http://127.0.0.1:{settings['tunnel_port']}/lab?token=")
     token = url.split("token=", 1)[1]
-    assert token and token not in first.stderr
+    # Shown once, in the closing message; never in any other task's output.
+    assert token and json.dumps(first.output).count(token) == 1 and token not in first.stderr
 
     # The exact tunnel command that launch printed, then a real browser through it.
     with background(shlex.split(tunnel)) as proc:
@@ -138,3 +113,4 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     assert aws.groups() == [] and aws.keys() == []
     assert [v["State"] for v in aws.data_volumes(NAME)] == ["available"]
     assert not (gpubox.home / ".ssh" / "gpubox.d" / f"{NAME}.conf").exists()
+    assert not (gpubox.home / ".ssh" / "gpubox.d" / f"{NAME}.known_hosts").exists()

@@ -25,7 +25,6 @@ PLAYBOOK = """---
 def box(tmp_path_factory):
     """A systemd container with two loop devices: one blank, one holding an ext2 filesystem with a file."""
     work = tmp_path_factory.mktemp("data-volume")
-    blank = loop_device(work / "blank.img")
     seeded_dir = work / "seed"
     seeded_dir.mkdir()
     (seeded_dir / "notes.txt").write_text("keep me\n")
@@ -33,13 +32,16 @@ def box(tmp_path_factory):
     with open(seeded_image, "wb") as handle:
         handle.truncate(64 * 1024 * 1024)
     run("mkfs.ext2", "-q", "-L", "old-data", "-d", str(seeded_dir), str(seeded_image))
-    seeded = loop_device(seeded_image, size_mib=None)
+    loops = []
     try:
+        loops.append(loop_device(work / "blank.img"))
+        loops.append(loop_device(seeded_image, size_mib=None))
+        blank, seeded = loops
         with systemd_container("gpubox-data-volume", "--device", blank, "--device", seeded) as name:
             run("docker", "exec", name, "useradd", "--create-home", "--user-group", USER)
             yield {"name": name, "blank": blank, "seeded": seeded, "work": work}
     finally:
-        for loop in (blank, seeded):
+        for loop in loops:
             run("losetup", "-d", loop, check=False)
 
 
