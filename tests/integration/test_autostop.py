@@ -32,6 +32,7 @@ import pytest
 from standin import HOST_SETTINGS, IMAGE, LOGIN_USER
 from support.containers import converge as run_playbook
 from support.containers import free_port, run, sh, skip, stand_in_host
+from support.tunnel import stop
 
 UNIT = "gpubox-autostop"
 CHECK = "/usr/local/sbin/gpubox-autostop"
@@ -241,8 +242,7 @@ def test_busy_box_stays_up_and_idle_box_stops_itself(box):
                         f"\" {connection}")
         assert wait_for(lambda: json.loads(jupyter_api(box, "GET", f"/api/kernels/{kernel}?no_track_activity=1"))
                         ["execution_state"] == "busy", 20), "the kernel did not become busy"
-        login.terminate()
-        login.wait(timeout=10)
+        stop(login)
         # sshd ends the login (its command, without a terminal, lives on, reparented: it is no session).
         assert wait_for(lambda: sh(box["name"], "pgrep -f '^sshd: [^ ]+@'") == "", 20), "the login did not end"
         login_ended = time.monotonic()

@@ -15,8 +15,19 @@ def background(argv):
     try:
         yield proc
     finally:
-        proc.terminate()
+        stop(proc)
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL: ssh once outlived SIGTERM for over 10 s on a loaded CI machine."""
+    proc.terminate()
+    try:
         proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        printed = proc.stdout.read() if proc.stdout else "(see its log)"
+        print(f"{proc.args} outlived SIGTERM for 10 s and was killed; it printed: {printed}")
 
 
 def jupyter_answers(url, proc, timeout=30):
