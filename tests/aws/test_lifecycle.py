@@ -21,6 +21,7 @@ def test_stop_then_start_then_launch_again(gpubox, aws):
     inst = aws.instance()
     assert (inst["InstanceId"], inst["State"]["Name"]) == (instance_id, "running")
     assert started.said(f"is running at {inst['PublicIpAddress']}")
+    assert started.said(f"SSH: ssh -i {gpubox.home}/.ssh/id_ed25519 ubuntu@{inst['PublicIpAddress']}")
 
     # Launch on a stopped box starts it, and touches nothing else.
     assert gpubox.run("stop.yml").rc == 0

@@ -49,6 +49,13 @@ def test_start_points_the_block_at_the_new_address_and_teardown_removes_it(gpubo
     assert gpubox.run("start.yml", name="alpha").rc == 0
     assert ssh_settings(gpubox.home, "gpubox-alpha")["hostname"] == aws.instance("alpha")["PublicIpAddress"]
 
+    # The overrides (a VPN, a bastion's forward) reach the block and the printed SSH command.
+    routed = gpubox.run("start.yml", name="alpha", ssh_host="10.8.0.5", ssh_port=2222, ssh_user="jo")
+    assert routed.rc == 0, routed.text
+    assert routed.said(f"SSH: ssh -i {gpubox.home}/.ssh/id_ed25519 -p 2222 jo@10.8.0.5")
+    seen = ssh_settings(gpubox.home, "gpubox-alpha")
+    assert (seen["hostname"], seen["port"], seen["user"]) == ("10.8.0.5", "2222", "jo")
+
     (gpubox.home / ".ssh/gpubox.d/alpha.known_hosts").write_text("54.1.2.3 ssh-ed25519 AAAA\n")
     assert gpubox.run("teardown.yml", name="alpha", confirm=True).rc == 0
     folder = gpubox.home / ".ssh/gpubox.d"
