@@ -13,6 +13,7 @@ and your AWS settings are not used or changed. `make demo-down` removes it all.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ import standin
 STATE = standin.REPO / ".demo"
 NAME = "demo"
 CONTAINER = "gpubox-demo"
+# The box's SSH config and known hosts stay in .demo/ too, for launch and teardown alike.
+SSH_CONFIG = {"ssh_config_dir": str(STATE / "ssh"), "ssh_config_main": str(STATE / "ssh" / "config")}
 
 
 def _env(moto_url):
@@ -90,9 +93,9 @@ def up():
         "ssh_public_key": str(STATE / "id_ed25519.pub"), "ssh_cidr": "127.0.0.1/32",
         "ssh_host": "127.0.0.1", "ssh_port": state["ssh_port"],
         "tunnel_port": int(os.environ.get("TUNNEL_PORT", "8888")),
-        # The container has no second disk; the box's SSH config and known hosts stay in .demo/ too.
+        # The container has no second disk.
         "data_volume_size": 0,
-        "ssh_config_dir": str(STATE / "ssh"), "ssh_config_main": str(STATE / "ssh" / "config"),
+        **SSH_CONFIG,
         # Its stop and teardown commands would talk to your real AWS account: point to make demo-down instead.
         "summary_manage": ["This box lives in the emulator: `make demo-down` removes it."],
         **standin.HOST_SETTINGS,
@@ -109,14 +112,14 @@ def down(quiet=False):
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if _running(state):
-            settings = {"name": NAME, "confirm": True, "delete_data": True,
-                        "ssh_config_dir": str(STATE / "ssh"), "ssh_config_main": str(STATE / "ssh" / "config")}
+            settings = {"name": NAME, "confirm": True, "delete_data": True, **SSH_CONFIG}
             if _playbook("teardown.yml", state["moto_url"], settings) != 0:
                 print("demo: teardown in the emulator failed (see above); removing the stand-ins anyway", file=sys.stderr)
         if _moto_alive(state):
             os.kill(state["moto_pid"], 15)
     standin.remove_host(CONTAINER)
-    subprocess.run(["rm", "-rf", str(STATE)], check=True)
+    if STATE.exists():
+        shutil.rmtree(STATE)
     if not quiet:
         print("demo: removed the stand-in instance, moto server and .demo/", file=sys.stderr)
     return 0

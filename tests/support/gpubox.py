@@ -11,9 +11,8 @@ from pathlib import Path
 
 import boto3
 
-from standin import MOTO_UBUNTU_AMI, free_port, start_moto
+from standin import MOTO_UBUNTU_AMI, REPO, free_port, start_moto
 
-REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 # AMIs that moto ships: an x86_64 Ubuntu image and an arm64 Amazon Linux image.
 UBUNTU_AMI = MOTO_UBUNTU_AMI
