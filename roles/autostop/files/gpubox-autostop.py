@@ -21,9 +21,9 @@ Activity, read at each run:
   - a GPU at or above --gpu-threshold percent utilisation (nvidia-smi; no nvidia-smi: no reading).
 
 Idle time is now minus the latest of: when the system came up (start of PID 1, which is also right
-in a container), when the timer was started (a configure run restarts it: setup does not count as
-idle), the last activity seen by an earlier run (kept in --state-file) and the latest kernel or
-terminal activity.
+in a container), when the timer was started (at boot, and by a configure run that installs it or
+changes its settings: setup does not count as idle), the last activity seen by an earlier run (kept
+in --state-file) and the latest kernel or terminal activity.
 
 The Jupyter token is read from --token-file (JUPYTER_TOKEN=...) at each run; it is never printed.
 Our own API calls do not count as Jupyter activity: both are made with no_track_activity=1.
