@@ -2,7 +2,9 @@
 """Print the README's settings table from the files that define the settings.
 
 Sources: group_vars/all/main.yml (gpubox-wide settings) and roles/*/defaults/main.yml (each
-role's interface). A setting's description is the comment block right above it.
+role's interface). A setting's description is the comment block right above it. A gpubox-wide
+setting is written gpubox_WORD: "{{ WORD | default(VALUE) }}": the table shows WORD, what users
+type with -e, and VALUE when it is a plain value.
 `make docs` rewrites the README's table; tests/unit/test_docs.py fails when the two differ.
 """
 
@@ -49,12 +51,35 @@ def _block(lines, i):
     return " ".join(body) if len(" ".join(body)) <= 60 else "(see the file)"
 
 
+WORD = re.compile(r"^[\"']?\{\{\s*\(?\s*([a-z_][a-z0-9_]*)\s*\|\s*default\(")
+
+
+def user_word(value):
+    """(WORD, VALUE) of '{{ WORD | default(VALUE) }}' (VALUE as written when it is a literal), else None."""
+    match = WORD.match(value)
+    if not match:
+        return None
+    depth, start = 1, match.end()
+    for i in range(start, len(value)):
+        depth += {"(": 1, ")": -1}.get(value[i], 0)
+        if depth == 0:
+            default = value[start:i].strip()
+            break
+    else:
+        return None
+    literal = re.fullmatch(r"'[^']*'|-?[0-9]+|true|false|\[\]", default)
+    return match.group(1), (default.strip("'") or '""') if literal else "(see what it does)"
+
+
 def table():
     sources = [REPO / "group_vars/all/main.yml"] + sorted(REPO.glob("roles/*/defaults/main.yml"))
     rows = ["| setting | default | what it does | defined in |", "| --- | --- | --- | --- |"]
     for path in sources:
         where = str(path.relative_to(REPO))
         for name, default, description in settings(path):
+            word = user_word(default)
+            if word and name == f"gpubox_{word[0]}":
+                name, default = word
             default = default.replace("|", "\\|")
             rows.append(f"| `{name}` | `{default}` | {description.replace('|', '/')} | {where} |")
     return "\n".join(rows)

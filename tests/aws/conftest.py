@@ -1,7 +1,14 @@
-"""Run gpubox's real entry playbooks against moto server on 127.0.0.1 and inspect the result with boto3."""
+"""Run gpubox's real entry playbooks against moto server on 127.0.0.1 and inspect the result with boto3.
+
+The playbooks reach moto through a recording proxy (support/aws_proxy.py): every AWS call they make must be
+allowed by docs/iam-policy.json, or the test that made it fails. The proxy also answers a repeated EC2
+ClientToken as EC2 does, which moto does not.
+"""
 
 import pytest
 
+from support import iam
+from support.aws_proxy import aws_proxy
 from support.gpubox import (  # noqa: F401 (re-exported for the test modules)
     ARM_AMI, MY_CIDR, REGION, REPO, UBUNTU_AMI, Aws, Gpubox, Result, free_port as _free_port, moto_server, reset_moto,
 )
@@ -13,14 +20,23 @@ def moto_url():
         yield url
 
 
+@pytest.fixture(scope="session")
+def proxy(moto_url):
+    with aws_proxy(moto_url) as started:
+        yield started
+
+
 @pytest.fixture
-def aws(moto_url):
+def aws(moto_url, proxy):
     reset_moto(moto_url)
+    proxy.clear()
     return Aws(moto_url)
 
 
 @pytest.fixture
-def gpubox(moto_url, aws, tmp_path):
+def gpubox(proxy, aws, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    return Gpubox(moto_url, home)
+    yield Gpubox(proxy.url, home)
+    refused = iam.refused(proxy.calls)
+    assert not refused, f"the playbooks called AWS actions that docs/iam-policy.json does not allow: {refused}"

@@ -12,12 +12,12 @@ from conftest import Gpubox, REPO, _free_port
 
 
 def project_with(tmp_path, setting, value):
-    """A copy of the project whose group_vars/all/main.yml sets one value differently."""
+    """A copy of the project whose group_vars/all/main.yml sets one value differently (gpubox_SETTING)."""
     copy = tmp_path / "project"
     shutil.copytree(REPO, copy, symlinks=True,
                     ignore=shutil.ignore_patterns(".venv", ".git", ".cache", "__pycache__", "tests"))
     settings = copy / "group_vars/all/main.yml"
-    text, count = re.subn(rf"(?m)^{setting}: .*$", f"{setting}: {value}", settings.read_text())
+    text, count = re.subn(rf"(?m)^gpubox_{setting}: .*$", f"gpubox_{setting}: {value}", settings.read_text())
     assert count == 1
     settings.write_text(text)
     return copy
@@ -64,13 +64,18 @@ def test_group_vars_reach_configure(moto_url, tmp_path):
     assert "could not be reached over SSH within 3 s" in failed[-1]["msg"]
 
 
-def test_ssh_overrides_refuse_several_boxes_at_once(moto_url, tmp_path):
+def test_several_hosts_are_refused_unless_asked_and_the_ssh_overrides_always(moto_url, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("box-a ansible_host=127.0.0.1\nbox-b ansible_host=127.0.0.1\n")
-    result = Gpubox(moto_url, home).run("configure.yml", env={"ANSIBLE_INVENTORY": str(inventory)},
-                                        ssh_host="127.0.0.1", ssh_port=_free_port())
+    env = {"ANSIBLE_INVENTORY": str(inventory)}
+    several = Gpubox(moto_url, home).run("configure.yml", env=env)
+    assert several.rc != 0
+    assert several.said("This run would act on 2 hosts (box-a, box-b)", "--limit HOST", "-e all_boxes=true")
+
+    result = Gpubox(moto_url, home).run("configure.yml", env=env, all_boxes=True, ssh_host="127.0.0.1",
+                                        ssh_port=_free_port())
     assert result.rc != 0
     assert result.said("ssh_host, ssh_port and ssh_user name one machine, but this run targets 2", "box-a, box-b",
                        "Pick one box with -e name=NAME")

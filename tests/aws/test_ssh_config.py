@@ -35,6 +35,8 @@ def test_launch_writes_a_host_block_that_ssh_uses(gpubox, aws):
     assert seen["localforward"] == "8888 [localhost]:8888"
     assert seen["stricthostkeychecking"] == "accept-new"
     assert seen["userknownhostsfile"] == f"{ssh}/gpubox.d/gpubox.known_hosts"
+    # The host key is filed under the box's name, not its address, which changes on every start.
+    assert seen["hostkeyalias"] == "gpubox-gpubox"
     assert ssh_settings(gpubox.home, "old")["hostname"] == "192.0.2.1"
 
     again = gpubox.launch()

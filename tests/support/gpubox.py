@@ -122,6 +122,14 @@ class Aws:
     def in_region(self, region):
         return Aws(self.url, region)
 
+    def identity(self, user):
+        """Another AWS identity in this account (an IAM user with an access key): its environment for Gpubox.run."""
+        iam = boto3.client("iam", endpoint_url=self.url, region_name=REGION, aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
     def instances(self, name=None, states=("pending", "running", "stopping", "stopped")):
         filters = [{"Name": "instance-state-name", "Values": list(states)}]
         if name:

@@ -1,25 +1,19 @@
-"""The instance catalog and the filters that read it."""
+"""The instance catalog and the functions that read it, and the planner's small input checks."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
+
+from ansible_collections.gpubox.box.plugins.module_utils import box_catalog as catalog
+from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
+from ansible_collections.gpubox.box.plugins.module_utils import box_plan as planner
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = yaml.safe_load((REPO / "catalog/instance_types.yml").read_text())
 FAMILIES = CATALOG["gpubox_instance_families"]
 QUOTAS = CATALOG["gpubox_quota_groups"]
 
-
-def load(relative):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-catalog = load("collections/ansible_collections/gpubox/box/plugins/filter/catalog.py")
 OLD_ARCHITECTURES = {"kepler", "maxwell", "pascal", "volta"}
 
 
@@ -79,43 +73,48 @@ def test_alternatives_to_an_eight_gpu_type_have_eight_gpus():
 
 @pytest.mark.parametrize("cidr, problem", [
     ("203.0.113.7/32", ""), ("2001:db8::1/128", ""), ("198.51.100.0/24", ""),
-    ("0.0.0.0/0", "whole internet"), ("::/0", "whole internet"),
+    ("0.0.0.0/0", "whole internet"), ("::/0", "whole internet"), ("0.0.0.0/1", "internet addresses"),
     ("nonsense", "not an IP range"), ("1.2.3.4/33", "not an IP range")])
 def test_ssh_cidr_problem(cidr, problem):
-    found = catalog.ssh_cidr_problem(cidr)
+    found = planner.ssh_cidr_problem(cidr)
     assert (problem in found) if problem else found == ""
 
 
 def test_world_cidr_allowed_on_request():
-    assert catalog.ssh_cidr_problem("0.0.0.0/0", True) == ""
+    assert planner.ssh_cidr_problem("0.0.0.0/0", True) == ""
 
 
 def test_host_cidr():
-    assert catalog.host_cidr(" 198.51.100.23\n") == "198.51.100.23/32"
-    assert catalog.host_cidr("2001:db8::5") == "2001:db8::5/128"
+    assert planner.host_cidr(" 198.51.100.23\n") == "198.51.100.23/32"
+    assert planner.host_cidr("2001:db8::5") == "2001:db8::5/128"
     with pytest.raises(ValueError):
-        catalog.host_cidr("<html>captive portal</html>")
+        planner.host_cidr("<html>captive portal</html>")
 
 
 @pytest.mark.parametrize("name, ok", [
     ("gpubox", True), ("a", True), ("thesis-gpu-2", True), ("x" * 32, True),
     ("x" * 33, False), ("-a", False), ("a-", False), ("A", False), ("a_b", False), ("", False), (None, False)])
 def test_box_name_problem(name, ok):
-    assert (catalog.box_name_problem(name) == "") is ok
+    assert (identity.name_problem(name) == "") is ok
 
 
 def test_status_table():
     instances = [
         {"instance_type": "g5.xlarge", "state": {"name": "running"}, "public_ip_address": "54.1.2.3",
-         "launch_time": "2026-11-26T10:00:00+00:00", "tags": {"gpubox:name": "zeta"}},
+         "launch_time": "2026-11-26T10:00:00+00:00", "tags": {"gpubox:name": "zeta", "gpubox:managed-by": "gpubox"}},
         {"instance_type": "p4d.24xlarge", "state": {"name": "stopped"},
-         "launch_time": "2026-11-20T10:00:00+00:00", "tags": {"gpubox:name": "alpha"}},
+         "launch_time": "2026-11-20T10:00:00+00:00", "tags": {"gpubox:name": "alpha", "gpubox:managed-by": "gpubox"}},
+        # A look-alike that gpubox did not make is not listed.
+        {"instance_type": "g5.xlarge", "state": {"name": "running"}, "launch_time": "2026-11-26T10:00:00+00:00",
+         "tags": {"gpubox:name": "mine"}},
     ]
-    lines = catalog.status_table(instances, FAMILIES, QUOTAS, "2026-11-27T12:30:00")
-    assert lines[0].split() == ["NAME", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H"]
-    assert lines[1].split() == ["alpha", "p4d.24xlarge", "8x", "A100", "40GB", "stopped", "-", "-", "0", "(disks", "only)"]
-    assert lines[2].split() == ["zeta", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "1d02h", "1.01"]
-    assert catalog.status_table([], FAMILIES, QUOTAS, "2026-11-27T12:30:00") == ["No gpubox boxes in this region."]
+    lines = planner.status_lines(instances, FAMILIES, QUOTAS, "2026-11-27T12:30:00")
+    assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H"]
+    assert lines[1].split() == ["alpha", "nobody", "(no", "gpubox:owner", "tag)", "p4d.24xlarge", "8x", "A100", "40GB",
+                                "stopped", "-", "-", "0", "(disks", "only)"]
+    assert lines[2].split()[0] == "zeta" and lines[2].split()[-4:] == ["running", "54.1.2.3", "1d02h", "1.01"]
+    assert len(lines) == 3
+    assert planner.status_lines([], FAMILIES, QUOTAS, "2026-11-27T12:30:00") == ["No gpubox boxes in this region."]
 
 
 @pytest.mark.parametrize("message, code", [
@@ -131,7 +130,7 @@ def test_status_table():
     (None, ""),
 ])
 def test_aws_error_code(message, code):
-    assert catalog.aws_error_code(message) == code
+    assert planner.aws_error_code(message) == code
 
 
 def test_every_explained_launch_error_is_one_sentence_with_a_way_out():

@@ -1,0 +1,815 @@
+"""gpubox's planner: (settings, what the gather found, the catalog) -> the plan.
+
+One pure function decides every command of the AWS half: which resources are the box's (by exact tags and
+owner), every refusal (before anything changes), the changes to make in order, and the box record that the
+host side receives. No AWS call and no file access happens here, so each case is a table-driven unit test
+(tests/unit/test_box_plan.py).
+
+The plan:
+  action     the command: launch, stop, start, teardown, find (configure and verify) or status
+  problems   refusals; when there is one, nothing is changed
+  notes      what the user should read (a substituted type, a plain image instead of the DLAMI, ...)
+  warnings   what gpubox could not check (an unreadable quota)
+  changes    the changes to make, in order (names below); empty on a re-run that changes nothing
+  record     the box record (see box_record); records for find with several boxes
+  create     the parameters of each creation (key pair, security group, data volume, instance)
+  ...        per change: the ids it acts on (stop_ids, start_ids, terminate_ids, delete_*)
+"""
+
+import ipaddress
+import re
+from datetime import datetime, timezone
+
+from ansible_collections.gpubox.box.plugins.module_utils import box_catalog as catalog
+from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
+
+# The data volume's device on the instance (it appears as an NVMe disk whose serial is the volume id).
+DATA_DEVICE = "/dev/sdf"
+DEFAULT_TYPE = "g5.xlarge"
+# An SSH source wider than this, with public addresses in it, needs allow_world_ssh.
+WIDEST_SSH_PREFIX = {4: 16, 6: 48}
+# Resources that launch creates, and the change that creates each.
+CHANGES = (
+    "generate_ssh_key", "import_key", "create_security_group", "update_ssh_rule", "create_volume",
+    "stop_for_resize", "resize", "start", "run_instance", "attach_volume", "reset_known_hosts",
+    "stop", "terminate", "delete_security_group", "delete_key", "delete_volume",
+)
+
+
+# --- Settings that need no AWS answer
+
+def ssh_cidr_problem(cidr, allow_world=False):
+    """'' when cidr is a usable SSH source range, else what is wrong and how to fix it."""
+    try:
+        network = ipaddress.ip_network(str(cidr).strip(), strict=False)
+    except ValueError:
+        return (
+            f"ssh_cidr '{cidr}' is not an IP range. Pass your own address as a /32, "
+            "for example -e ssh_cidr=203.0.113.7/32, or leave ssh_cidr unset to detect it."
+        )
+    if allow_world:
+        return ""
+    if network.prefixlen == 0:
+        return (
+            f"ssh_cidr '{cidr}' opens SSH to the whole internet. Use your own address "
+            "(-e ssh_cidr=YOUR.IP/32, or leave it unset to detect it), or pass "
+            "-e allow_world_ssh=true if you really mean it."
+        )
+    widest = WIDEST_SSH_PREFIX[network.version]
+    if network.prefixlen < widest and not network.is_private:
+        return (
+            f"ssh_cidr '{cidr}' opens SSH to {network.num_addresses:,} internet addresses; gpubox takes at most a "
+            f"/{widest} of public addresses. Use your own address (-e ssh_cidr=YOUR.IP/32, or leave it unset to "
+            "detect it) or your network's range, or pass -e allow_world_ssh=true if you really mean it."
+        )
+    return ""
+
+
+def normalise_cidr(cidr):
+    """The network address form of a CIDR ('203.0.113.7/24' -> '203.0.113.0/24')."""
+    return str(ipaddress.ip_network(str(cidr).strip(), strict=False))
+
+
+def host_cidr(address):
+    """A single address as a CIDR: '203.0.113.7' -> '203.0.113.7/32' (IPv6: /128)."""
+    ip = ipaddress.ip_address(str(address).strip())
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+AWS_ERROR_CODE = re.compile(r"An error occurred \(([A-Za-z0-9.]+)\)|\b(InsufficientInstanceCapacity|VcpuLimitExceeded|Unsupported)\b")
+
+
+def aws_error_code(message):
+    """The AWS error code in a module's failure message ('' when there is none)."""
+    match = AWS_ERROR_CODE.search(str(message or ""))
+    return (match.group(1) or match.group(2)) if match else ""
+
+
+def _as_bool(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y")
+    return bool(value)
+
+
+def _as_int(value, default=0):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def settings_problems(settings, images):
+    """Refusals that need no AWS answer (launch's settings)."""
+    problems = []
+    if settings.get("ssh_cidr"):
+        problems.append(ssh_cidr_problem(settings["ssh_cidr"], _as_bool(settings.get("allow_world_ssh"))))
+    ami = str(settings.get("ami", "dlami"))
+    if not re.match(r"^(dlami|plain|ami-[0-9a-f]{8,17})$", ami):
+        problems.append(f"ami '{ami}' is not dlami, plain or an AMI id (ami-0123456789abcdef0): pass one of those.")
+    if settings.get("os") not in images:
+        problems.append(f"os '{settings.get('os')}' is not one gpubox knows: pass one of {', '.join(sorted(images))}.")
+    if _as_int(settings.get("volume_size"), -1) < 20:
+        problems.append(f"volume_size {settings.get('volume_size')} GiB is too small for a deep-learning image: "
+                        "use 20 or more (the default is 100).")
+    if _as_int(settings.get("data_volume_size"), -1) < 0:
+        problems.append(f"data_volume_size {settings.get('data_volume_size')} must be 0 (no data volume) or a size in GiB.")
+    return [p for p in problems if p]
+
+
+# --- The box record
+
+def _address(instance):
+    return instance.get("public_ip_address") or instance.get("private_ip_address") or ""
+
+
+def _data_volume_id(instance):
+    for mapping in instance.get("block_device_mappings") or []:
+        if mapping.get("device_name") == DATA_DEVICE:
+            return (mapping.get("ebs") or {}).get("volume_id", "")
+    return ""
+
+
+def box_record(instance, families=None, quota_groups=None):
+    """The box record of one instance (as DescribeInstances returns it, in snake_case with a tags dict).
+
+    What the host side receives (add_host, and the aws_ec2 inventory's compose): who and what the box is
+    and how to reach it. With the catalog it also carries the GPUs and the price.
+    """
+    tags = instance.get("tags") or {}
+    state = instance.get("state") or {}
+    record = {
+        "name": tags.get(identity.NAME, ""),
+        "owner": tags.get(identity.OWNER, ""),
+        "owner_arn": tags.get(identity.OWNER_ARN, ""),
+        "instance_id": instance.get("instance_id", ""),
+        "instance_type": instance.get("instance_type", ""),
+        "state": state.get("name", "") if isinstance(state, dict) else str(state),
+        "zone": (instance.get("placement") or {}).get("availability_zone", ""),
+        "subnet_id": instance.get("subnet_id", ""),
+        "vpc_id": instance.get("vpc_id", ""),
+        "image_id": tags.get("gpubox:ami") or instance.get("image_id", ""),
+        "image": tags.get("gpubox:image", "custom"),
+        "os": tags.get("gpubox:os", ""),
+        "ssh_user": tags.get("gpubox:ssh-user", "ubuntu"),
+        "public_ip": instance.get("public_ip_address") or "",
+        "private_ip": instance.get("private_ip_address") or "",
+        "address": _address(instance),
+        "key_name": instance.get("key_name") or "",
+        "security_group_ids": sorted(g.get("group_id", "") for g in instance.get("security_groups") or []),
+        "volume_id": _data_volume_id(instance),
+        "generation": _as_int(tags.get(identity.GENERATION), 0),
+        "launch_time": str(instance.get("launch_time", "")),
+    }
+    if families is not None:
+        entry = catalog.instance_type(record["instance_type"], families, quota_groups or {})
+        record["gpus"] = catalog.gpus_label(entry)
+        record["usd_per_hour"] = entry.get("usd_per_hour", "")
+    return record
+
+
+# --- What the gather found, sorted into the box's own and the rest
+
+def _live(instances):
+    return [i for i in instances if (i.get("state") or {}).get("name") in identity.LIVE_STATES]
+
+
+def _owner_label(tags):
+    return tags.get(identity.OWNER_ARN) or tags.get(identity.OWNER) or "nobody (no gpubox:owner tag)"
+
+
+class _Box:
+    """The resources that carry box `name`'s gpubox tags (exact values), split by owner."""
+
+    def __init__(self, found, name, caller):
+        self.name = name
+        self.caller = caller
+        mine = lambda r: identity.is_gpubox(r.get("tags"), name)  # noqa: E731
+        self.instances_all = [i for i in found.get("instances", []) if mine(i)]
+        self.instances = _live(self.instances_all)
+        self.volumes = [v for v in found.get("volumes", []) if mine(v) and v.get("state") not in ("deleting", "deleted")]
+        self.data_volumes = [v for v in self.volumes if v["tags"].get(identity.ROLE) == "data"]
+        resource = identity.resource_name(name)
+        self.groups = [g for g in found.get("security_groups", []) if g.get("group_name") == resource]
+        self.keys = [k for k in found.get("key_pairs", []) if k.get("name") == resource]
+        self.own_groups = [g for g in self.groups if mine(g)]
+        self.own_keys = [k for k in self.keys if mine(k)]
+
+    def resources(self):
+        return self.instances + self.volumes + self.own_groups + self.own_keys
+
+    def foreign_owners(self):
+        """Owners other than the caller of any resource of this box (their ARN where known)."""
+        return sorted({_owner_label(r["tags"]) for r in self.resources()
+                       if r["tags"].get(identity.OWNER) != self.caller.get("user_id")})
+
+
+def _generation(resources):
+    """The generation a new resource gets: one more than any this box has had that is still visible."""
+    return max([_as_int((r.get("tags") or {}).get(identity.GENERATION), 0) for r in resources] + [0]) + 1
+
+
+# --- The planner
+
+def _base(settings):
+    return {
+        "action": settings.get("action", ""), "problems": [], "notes": [], "warnings": [], "changes": [],
+        "record": {}, "records": [], "create": {}, "doomed": [], "kept": [],
+        "stop_ids": [], "start_ids": [], "terminate_ids": [],
+        "delete_security_group_ids": [], "delete_key_names": [], "delete_volume_ids": [],
+        "attach": {}, "resize": {}, "lines": [],
+    }
+
+
+_NO_CREDENTIALS = (
+    "No usable AWS credentials ({detail}). Run 'aws configure' (or 'aws sso login --profile NAME' and export "
+    "AWS_PROFILE=NAME), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, then run this again."
+)
+
+
+def _read_problems(found):
+    """Refusals for what the gather could not read."""
+    problems = []
+    for error in found.get("errors", []):
+        detail = " ".join(str(error.get("message", "")).split())[:200]
+        if error.get("read") == "caller":
+            problems.append(_NO_CREDENTIALS.format(detail=detail))
+            break
+        code = error.get("code", "")
+        hint = (" Attach the policy in docs/iam-policy.json to your IAM user or role."
+                if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException") else "")
+        problems.append(f"Could not read {error.get('read')} from AWS in {found.get('region', 'the region')}: {detail}.{hint}")
+    return problems
+
+
+def plan(settings, found, families, quota_groups, images):
+    """The plan for settings['action'] (see the module docstring)."""
+    action = settings.get("action")
+    result = _base(settings)
+    name = settings.get("name", "")
+    nothing = "Nothing was created." if action == "launch" else "Nothing was changed."
+
+    if action in ("status",) or (action == "find" and not name):
+        pass
+    else:
+        problem = identity.name_problem(name)
+        if problem:
+            result["problems"].append(f"{problem} {nothing}")
+            return result
+
+    read = _read_problems(found)
+    if read:
+        result["problems"] = [f"{p} {nothing}" for p in read]
+        return result
+
+    caller = found.get("caller") or {}
+    if action == "status":
+        return _plan_status(result, found, families, quota_groups, caller)
+    if action == "find" and not name:
+        return _plan_find_all(result, settings, found, families, quota_groups, caller)
+
+    box = _Box(found, name, caller)
+    others = box.foreign_owners()
+    if others and not _as_bool(settings.get("allow_other_owner")):
+        result["problems"].append(
+            f"Box '{name}' in {found.get('region')} belongs to {', '.join(others)}, not to you "
+            f"({caller.get('arn', caller.get('user_id', '?'))}). gpubox acts only on your own boxes: choose another name "
+            "with -e name=OTHER (ansible-playbook status.yml lists the boxes and their owners), or, to act on it anyway "
+            f"on purpose, add -e allow_other_owner=true. {nothing}")
+        return result
+
+    planner = {"launch": _plan_launch, "stop": _plan_stop, "start": _plan_start,
+               "teardown": _plan_teardown, "find": _plan_find}[action]
+    return planner(result, settings, found, box, families, quota_groups, images)
+
+
+def _no_box(name, region):
+    return (f"There is no box named '{name}' in {region}. 'ansible-playbook status.yml' lists your boxes; "
+            "pass one with -e name=NAME, or set AWS_REGION to the region you launched it in.")
+
+
+def _ambiguous(box, region):
+    ids = ", ".join(sorted(i["instance_id"] for i in box.instances))
+    return (f"Box '{box.name}' has {len(box.instances)} instances in {region} ({ids}), where it should have one: gpubox "
+            f"will not pick one. Remove the extra ones with ansible-playbook teardown.yml -e name={box.name} (it lists "
+            "each one before removing anything), or terminate the one you do not want in the EC2 console.")
+
+
+def _record(instance, families, quota_groups):
+    return box_record(instance, families, quota_groups) if instance else {}
+
+
+# --- stop, start, find, status
+
+def _plan_stop(result, settings, found, box, families, quota_groups, images):
+    region = found.get("region")
+    if not box.instances:
+        result["problems"].append(f"{_no_box(box.name, region)} Nothing was changed.")
+        return result
+    result["stop_ids"] = sorted(i["instance_id"] for i in box.instances if i["state"]["name"] in ("pending", "running"))
+    if result["stop_ids"]:
+        result["changes"].append("stop")
+    billed = sum(_as_int(v.get("size")) for v in box.volumes)
+    result["billed_gib"] = billed
+    result["record"] = _record(sorted(box.instances, key=lambda i: i["instance_id"])[0], families, quota_groups)
+    return result
+
+
+def _plan_start(result, settings, found, box, families, quota_groups, images):
+    region = found.get("region")
+    if not box.instances:
+        result["problems"].append(f"{_no_box(box.name, region)} Nothing was changed.")
+        return result
+    if len(box.instances) > 1:
+        result["problems"].append(f"{_ambiguous(box, region)} Nothing was changed.")
+        return result
+    instance = box.instances[0]
+    state = instance["state"]["name"]
+    if state == "stopping":
+        result["problems"].append(f"Box '{box.name}' is still stopping: wait a minute, then run start.yml again. "
+                                  "Nothing was changed.")
+        return result
+    if state == "stopped":
+        result["changes"].append("start")
+        result["start_ids"] = [instance["instance_id"]]
+    result["record"] = _record(instance, families, quota_groups)
+    return result
+
+
+def _plan_find(result, settings, found, box, families, quota_groups, images):
+    """configure and verify: the running box named, as a record for the host plays."""
+    region = found.get("region")
+    if len(box.instances) > 1:
+        result["problems"].append(f"{_ambiguous(box, region)} Nothing was changed.")
+        return result
+    running = [i for i in box.instances if i["state"]["name"] == "running"]
+    if not running:
+        result["problems"].append(
+            f"Box '{box.name}' is not running (or does not exist in {region}): start it with "
+            f"ansible-playbook start.yml -e name={box.name}, or list your boxes with ansible-playbook status.yml. "
+            "Nothing was changed.")
+        return result
+    result["record"] = _record(running[0], families, quota_groups)
+    result["records"] = [result["record"]]
+    return result
+
+
+def _plan_find_all(result, settings, found, families, quota_groups, caller):
+    """configure and verify without a name: your one running box, or all of them with all_boxes=true."""
+    mine = [i for i in _live(found.get("instances", []))
+            if identity.is_gpubox(i.get("tags")) and i["tags"].get(identity.OWNER) == caller.get("user_id")]
+    running = sorted((i for i in mine if i["state"]["name"] == "running"), key=lambda i: i["tags"].get(identity.NAME, ""))
+    names = [i["tags"].get(identity.NAME, "?") for i in running]
+    if not running:
+        result["problems"].append(
+            f"You have no running box in {found.get('region')}: launch one with ansible-playbook launch.yml, start one "
+            "with ansible-playbook start.yml -e name=NAME, or configure a machine of your own with -i HOST,. "
+            "Nothing was changed.")
+    elif len(running) > 1 and not _as_bool(settings.get("all_boxes")):
+        result["problems"].append(
+            f"You have {len(running)} running boxes in {found.get('region')} ({', '.join(names)}): pick one with "
+            "-e name=NAME, or pass -e all_boxes=true to act on every one of them. Nothing was changed.")
+    else:
+        result["records"] = [_record(i, families, quota_groups) for i in running]
+        result["record"] = result["records"][0] if len(running) == 1 else {}
+    return result
+
+
+def status_lines(instances, families, quota_groups, now, caller=None):
+    """Lines of a table of gpubox boxes: name, owner, type, GPUs, state, public IP, uptime, estimated $/h."""
+    caller = caller or {}
+    header = ("NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC IP", "UPTIME", "EST. $/H")
+    rows = []
+    boxes = [i for i in _live(instances) if identity.is_gpubox(i.get("tags"))]
+    for inst in sorted(boxes, key=lambda i: (i["tags"].get(identity.NAME, ""), i.get("instance_id", ""))):
+        entry = catalog.instance_type(inst["instance_type"], families, quota_groups)
+        state = inst["state"]["name"]
+        running = state in ("pending", "running")
+        owner = inst["tags"].get(identity.OWNER)
+        rows.append((
+            inst["tags"].get(identity.NAME, "?"),
+            "you" if owner and owner == caller.get("user_id") else _owner_label(inst["tags"]).rsplit("/", 1)[-1],
+            inst["instance_type"],
+            f"{entry['gpus']}x {entry['gpu_model'].replace('NVIDIA ', '')}" if entry else "-",
+            state,
+            inst.get("public_ip_address") or "-",
+            _uptime(inst.get("launch_time"), now) if running else "-",
+            (f"{entry['usd_per_hour']:.2f}" if entry else "?") if running else "0 (disks only)",
+        ))
+    if not rows:
+        return ["No gpubox boxes in this region."]
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+
+
+def _utc(stamp):
+    moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _uptime(launch_time, now):
+    try:
+        seconds = int((_utc(now) - _utc(launch_time)).total_seconds())
+    except ValueError:
+        return "?"
+    days, rest = divmod(max(seconds, 0), 86400)
+    hours, minutes = divmod(rest // 60, 60)
+    return f"{days}d{hours:02d}h" if days else f"{hours}h{minutes:02d}m"
+
+
+def _plan_status(result, found, families, quota_groups, caller):
+    result["lines"] = status_lines(found.get("instances", []), families, quota_groups, found.get("now", ""), caller)
+    result["records"] = [box_record(i, families, quota_groups) for i in _live(found.get("instances", []))
+                         if identity.is_gpubox(i.get("tags"))]
+    return result
+
+
+# --- teardown
+
+def _plan_teardown(result, settings, found, box, families, quota_groups, images):
+    delete_data = _as_bool(settings.get("delete_data"))
+    instance_ids = sorted(i["instance_id"] for i in box.instances)
+    result["terminate_ids"] = instance_ids
+    for instance in sorted(box.instances, key=lambda i: i["instance_id"]):
+        result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']})")
+    for group in box.own_groups:
+        users = sorted(set(group.get("used_by", [])) - set(instance_ids))
+        if users:
+            result["kept"].append(f"Kept security group {group['group_id']}: instances {', '.join(users)} still use it.")
+        else:
+            result["delete_security_group_ids"].append(group["group_id"])
+            result["doomed"].append(f"security group {group['group_id']}")
+    for key in box.own_keys:
+        users = sorted(set(key.get("used_by", [])) - set(instance_ids))
+        if users:
+            result["kept"].append(f"Kept key pair {key['name']}: instances {', '.join(users)} still use it.")
+        else:
+            result["delete_key_names"].append(key["name"])
+            result["doomed"].append(f"key pair {key['name']}")
+    for volume in box.data_volumes:
+        if delete_data:
+            result["delete_volume_ids"].append(volume["id"])
+            result["doomed"].append(f"data volume {volume['id']} ({volume['size']} GiB, your notebooks and data)")
+        else:
+            result["kept"].append(
+                f"Kept data volume {volume['id']} ({volume['size']} GiB, about ${volume['size'] * 0.08:.2f} a month) with "
+                f"your notebooks and data: the next 'ansible-playbook launch.yml -e name={box.name}' attaches it again. "
+                f"To delete it: ansible-playbook teardown.yml -e name={box.name} -e delete_data=true")
+    for change, ids in (("terminate", instance_ids), ("delete_security_group", result["delete_security_group_ids"]),
+                        ("delete_key", result["delete_key_names"]), ("delete_volume", result["delete_volume_ids"])):
+        if ids:
+            result["changes"].append(change)
+    if not result["doomed"]:
+        result["notes"].append(f"Nothing of box '{box.name}' is left to remove in {found.get('region')}.")
+    return result
+
+
+# --- launch
+
+def _plan_launch(result, settings, found, box, families, quota_groups, images):
+    region = found.get("region")
+    problems = settings_problems(settings, images)
+    if problems:
+        result["problems"] = [" ".join(problems) + " Nothing was created."]
+        return result
+    if len(box.instances) > 1:
+        result["problems"].append(f"{_ambiguous(box, region)} Nothing was changed.")
+        return result
+    instance = box.instances[0] if box.instances else None
+    state = instance["state"]["name"] if instance else "absent"
+    nothing = "Nothing was changed." if instance else "Nothing was created."
+
+    # The type: the one asked for, else the box's own, else the default. A box that substitute=true launched
+    # as another type keeps it when the one asked for is still not offered.
+    wanted = settings.get("type") or (instance or {}).get("instance_type") or DEFAULT_TYPE
+    if (instance and instance["instance_type"] != wanted and _as_bool(settings.get("substitute"))
+            and not found.get("offerings", {}).get(wanted)):
+        wanted = instance["instance_type"]
+    if instance and instance["instance_type"] != wanted and not _as_bool(settings.get("resize")):
+        result["problems"].append(
+            f"Box '{box.name}' already exists as a {instance['instance_type']}, not {wanted}. To resize it (it is stopped, "
+            "changed and started again; disks are kept), run: ansible-playbook launch.yml "
+            f"-e name={box.name} -e type={wanted} -e resize=true -- or launch a second box beside it with -e name=OTHER. "
+            "Nothing was changed.")
+        return result
+    if state == "stopping":
+        result["problems"].append(f"Box '{box.name}' is stopping: wait a minute, then run launch again. Nothing was changed.")
+        return result
+
+    itype, entry, problem = _choose_type(settings, found, wanted, families, quota_groups, region, box.name)
+    if problem:
+        result["problems"].append(problem)
+        return result
+    if itype != wanted:
+        result["notes"].append(f"{wanted} is not offered in {region}; launching {itype} instead (substitute=true).")
+
+    image, problem = _choose_image(settings, found, instance, itype, entry, images, region, result["notes"])
+    if problem:
+        result["problems"].append(problem)
+        return result
+
+    placement, problem = _choose_placement(found, box, instance, itype, region)
+    if problem:
+        result["problems"].append(problem)
+        return result
+
+    problem = _foreign_name_problem(box, placement["vpc_id"], region)
+    if problem:
+        result["problems"].append(problem)
+        return result
+
+    cidr, problem = _ssh_source(settings, found)
+    if problem:
+        result["problems"].append(problem)
+        return result
+
+    resizing = bool(instance) and instance["instance_type"] != itype
+    needs_vcpus = entry and (state not in ("pending", "running") or resizing)
+    if needs_vcpus:
+        problem = _quota_problem(found, instance, state, entry, itype, families, quota_groups, region, result["warnings"])
+        if problem:
+            result["problems"].append(problem)
+            return result
+
+    caller = found.get("caller") or {}
+    owner = (instance or {}).get("tags", {}).get(identity.OWNER) or caller.get("user_id", "")
+    owner_arn = (instance or {}).get("tags", {}).get(identity.OWNER_ARN) or caller.get("arn", "")
+    tags = identity.box_tags(box.name, owner, owner_arn)
+    resource = identity.resource_name(box.name)
+    changes, create = result["changes"], result["create"]
+
+    # SSH access: the key pair and the security group with its one rule.
+    if not (found.get("public_key") or {}).get("exists"):
+        changes.append("generate_ssh_key")
+    if not box.own_keys:
+        changes.append("import_key")
+        create["key"] = {"name": resource, "tags": tags}
+    group = {"name": resource, "rules": [_rule(cidr)],
+             "description": f"gpubox {box.name}: SSH from one address; Jupyter is reached through the SSH tunnel"}
+    if not box.own_groups:
+        changes.append("create_security_group")
+        create["security_group"] = {**group, "vpc_id": placement["vpc_id"], "tags": tags}
+    elif not _rules_match(box.own_groups[0], cidr):
+        changes.append("update_ssh_rule")
+        create["security_group"] = {**group, "group_id": box.own_groups[0]["group_id"],
+                                    "vpc_id": box.own_groups[0]["vpc_id"]}
+
+    # The data volume: kept across teardowns, in the box's zone.
+    volume = box.data_volumes[0] if box.data_volumes else None
+    data_size = _as_int(settings.get("data_volume_size"))
+    if data_size > 0 and volume is None:
+        changes.append("create_volume")
+        generation = _generation(box.volumes)
+        create["volume"] = {
+            "token": {"owner": owner, "name": box.name, "resource": "data-volume", "generation": generation},
+            "params": {
+                "AvailabilityZone": placement["zone"], "Size": data_size, "VolumeType": "gp3", "Encrypted": True,
+                # AWS's default, said outright: one instance at a time (and the emulator then reports it).
+                "MultiAttachEnabled": False,
+                "TagSpecifications": [{"ResourceType": "volume", "Tags": _tag_list({
+                    **tags, "Name": f"{resource}-data", identity.ROLE: "data"})}],
+            },
+        }
+
+    # The instance: resize, start, or launch.
+    if instance and resizing:
+        if state in ("pending", "running"):
+            changes.append("stop_for_resize")
+        changes.append("resize")
+        result["resize"] = {"instance_id": instance["instance_id"], "instance_type": itype}
+        changes.append("start")
+        result["start_ids"] = [instance["instance_id"]]
+    elif instance and state == "stopped":
+        changes.append("start")
+        result["start_ids"] = [instance["instance_id"]]
+    elif not instance:
+        changes.append("run_instance")
+        changes.append("reset_known_hosts")
+        generation = _generation(box.instances_all)
+        instance_tags = {**tags, "Name": resource, "gpubox:ami": image["id"], "gpubox:os": settings["os"],
+                         "gpubox:image": image["kind"], "gpubox:ssh-user": image["ssh_user"]}
+        volume_tags = {**tags, "Name": f"{resource}-root", identity.ROLE: "root"}
+        create["instance"] = {
+            "token": {"owner": owner, "name": box.name, "resource": "instance", "generation": generation},
+            "params": {
+                "ImageId": image["id"], "InstanceType": itype, "KeyName": resource,
+                "SubnetId": placement["subnet_id"],
+                "BlockDeviceMappings": [{"DeviceName": image["root_device"], "Ebs": {
+                    "VolumeSize": _as_int(settings.get("volume_size")), "VolumeType": "gp3", "Encrypted": True,
+                    "DeleteOnTermination": True}}],
+                "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 2},
+                "InstanceInitiatedShutdownBehavior": "stop",
+                "TagSpecifications": [{"ResourceType": "instance", "Tags": _tag_list(instance_tags)},
+                                      {"ResourceType": "volume", "Tags": _tag_list(volume_tags)}],
+            },
+            "security_group": "new" if "create_security_group" in changes else box.own_groups[0]["group_id"],
+        }
+    if data_size > 0 and (volume is None or not instance or instance["instance_id"] not in
+                          [a.get("instance_id") for a in volume.get("attachments", [])]):
+        changes.append("attach_volume")
+        result["attach"] = {"volume_id": volume["id"] if volume else "new", "device": DATA_DEVICE}
+
+    record = _record(instance, families, quota_groups) if instance else {
+        "name": box.name, "owner": owner, "owner_arn": owner_arn, "instance_id": "", "state": "absent",
+        "instance_type": itype, "zone": placement["zone"], "subnet_id": placement["subnet_id"],
+        "vpc_id": placement["vpc_id"], "image_id": image["id"], "image": image["kind"], "os": settings["os"],
+        "ssh_user": image["ssh_user"], "address": "", "public_ip": "", "private_ip": "", "key_name": resource,
+        "security_group_ids": [g["group_id"] for g in box.own_groups], "volume_id": volume["id"] if volume else "",
+        "generation": create.get("instance", {}).get("token", {}).get("generation", 0), "launch_time": "",
+        "gpus": catalog.gpus_label(entry), "usd_per_hour": (entry or {}).get("usd_per_hour", ""),
+    }
+    if volume and not record.get("volume_id"):
+        record["volume_id"] = volume["id"]
+    record["instance_type"] = itype
+    record["ssh_cidr"] = cidr
+    result["record"] = record
+    return result
+
+
+def _tag_list(tags):
+    return [{"Key": k, "Value": str(v)} for k, v in tags.items()]
+
+
+def _rule(cidr):
+    rule = {"proto": "tcp", "ports": [22], "rule_desc": "SSH from the gpubox user"}
+    rule["cidr_ipv6" if ":" in cidr else "cidr_ip"] = cidr
+    return rule
+
+
+def _rules_match(group, cidr):
+    """True when the group's only inbound rule is SSH from cidr."""
+    ingress = group.get("ingress", [])
+    if len(ingress) != 1:
+        return False
+    rule = ingress[0]
+    ranges = sorted(rule.get("cidrs", []) + rule.get("ipv6_cidrs", []))
+    return (rule.get("protocol") == "tcp" and rule.get("from_port") == 22 and rule.get("to_port") == 22
+            and ranges == [cidr] and not rule.get("other"))
+
+
+def _choose_type(settings, found, wanted, families, quota_groups, region, name):
+    """(type, catalog entry, problem)."""
+    entry = catalog.instance_type(wanted, families, quota_groups)
+    if not entry and not _as_bool(settings.get("allow_non_gpu")):
+        near = catalog.nearest_instance_types(wanted, families)
+        hint = f"Did you mean {', '.join(near)}? " if near else ""
+        return wanted, entry, (
+            f"'{wanted}' is not a GPU instance type gpubox knows. {hint}See catalog/instance_types.yml for all of them, "
+            "or pass -e allow_non_gpu=true to launch a type without a GPU. Nothing was created.")
+    if entry and entry["gpu_vendor"] != "nvidia":
+        return wanted, entry, (
+            f"{wanted} has {entry['gpu_model']} GPUs; gpubox installs NVIDIA's driver, CUDA and CUDA builds of "
+            "TensorFlow, which do not run on them. Pick an NVIDIA type such as g4dn.xlarge or g5.xlarge. Nothing was created.")
+    offerings = found.get("offerings", {})
+    if offerings.get(wanted):
+        return wanted, entry, ""
+    alternatives = catalog.current_alternatives(wanted, families, quota_groups)
+    if not _as_bool(settings.get("substitute")):
+        if entry.get("status") == "legacy":
+            what = f"is retired: EC2 no longer offers it in {region} ({entry.get('gpu_model', '')})."
+        else:
+            what = f"is not offered in {region}."
+        listed = "; ".join(
+            f"{a['type']} ({a['gpus']}x {a['gpu_model']}, {a['gpu_memory_gib_total']} GiB GPU memory, "
+            f"{a['fp32_tflops']} FP32 TFLOP/s, about ${a['usd_per_hour']}/h)" for a in alternatives)
+        run = (f" Run instead: ansible-playbook launch.yml -e name={name} -e type={alternatives[0]['type']} "
+               "(or add -e substitute=true to take the nearest offered one).") if alternatives else ""
+        return wanted, entry, f"{wanted} {what} Nearest current types: {listed}.{run} Nothing was created."
+    offered = [a for a in alternatives if offerings.get(a["type"])]
+    if not offered:
+        return wanted, entry, (
+            f"Neither {wanted} nor its nearest current types ({', '.join(a['type'] for a in alternatives)}) are offered "
+            f"in {region}. Try another region, for example AWS_REGION=us-west-2. Nothing was created.")
+    return offered[0]["type"], offered[0], ""
+
+
+def _choose_image(settings, found, instance, itype, entry, images, region, notes):
+    """({id, kind, root_device, ssh_user}, problem)."""
+    os_name = settings["os"]
+    os_entry = images[os_name]
+    if instance:
+        tags = instance.get("tags", {})
+        image_id = tags.get("gpubox:ami") or instance.get("image_id", "")
+        details = found.get("images", {}).get(image_id, {})
+        return {"id": image_id, "kind": tags.get("gpubox:image", "custom"),
+                "root_device": details.get("root_device_name") or os_entry["root_device"],
+                "ssh_user": tags.get("gpubox:ssh-user", os_entry["ssh_user"])}, ""
+    ami = settings.get("ami", "dlami")
+    source = ami
+    if ami == "dlami" and (entry or {}).get("module_flavor", "open") == "proprietary":
+        source = "plain"
+        notes.append(
+            f"{itype} has {entry['gpu_model']} GPUs ({entry['architecture'].capitalize()}), which need NVIDIA's proprietary "
+            "driver of branch 580 or older; the current OSS-driver Deep Learning AMIs no longer support them. Launching the "
+            f"plain {os_name} AMI instead; configure installs the driver.")
+    if source in ("dlami", "plain"):
+        parameter = os_entry["ssm"][source]
+        image_id = found.get("parameters", {}).get(parameter)
+        if not image_id:
+            what = ("Deep Learning Base OSS Nvidia Driver GPU AMI" if source == "dlami" else f"plain {os_name} AMI")
+            reason = found.get("parameter_errors", {}).get(parameter, "not found")
+            also = ", or try -e ami=plain" if ami == "dlami" and source == "dlami" else ""
+            return None, (
+                f"Could not read the AMI id of the {what} from the public SSM parameter {parameter} in {region} "
+                f"({reason}). Pass an AMI id of this region with -e ami=ami-...{also}. Nothing was created.")
+        kind = source
+    else:
+        image_id, kind = ami, "custom"
+    details = found.get("images", {}).get(image_id)
+    if not details:
+        return None, (f"AMI {image_id} cannot be used in {region} (it does not exist there, or is not shared with you). "
+                      "Pass -e ami=dlami, -e ami=plain, or an AMI id from this region. Nothing was created.")
+    if details.get("architecture", "x86_64") != "x86_64":
+        return None, (f"AMI {image_id} is built for {details['architecture']}, but {itype} needs an x86_64 image. "
+                      "Pass an x86_64 AMI id, or -e ami=dlami. Nothing was created.")
+    return {"id": image_id, "kind": kind, "root_device": details.get("root_device_name") or os_entry["root_device"],
+            "ssh_user": os_entry["ssh_user"]}, ""
+
+
+def _choose_placement(found, box, instance, itype, region):
+    """({vpc_id, zone, subnet_id}, problem)."""
+    nothing = "Nothing was changed." if instance else "Nothing was created."
+    vpc = found.get("vpc")
+    if not vpc:
+        return None, (f"{region} has no default VPC, which gpubox launches into. Create one with "
+                      f"'aws ec2 create-default-vpc --region {region}', then run this again. {nothing}")
+    offered = found.get("offerings", {}).get(itype, [])
+    subnets = {s["zone"]: s["id"] for s in found.get("subnets", [])}
+    if instance:
+        zone = instance["placement"]["availability_zone"]
+        if instance["instance_type"] != itype and zone not in offered:
+            return None, (f"{itype} is not offered in {zone}, where box '{box.name}' lives (it is offered in "
+                          f"{', '.join(offered)}). Pick a type offered there, or launch a new box beside it with "
+                          "-e name=OTHER. Nothing was changed.")
+        return {"vpc_id": instance.get("vpc_id") or vpc["id"], "zone": zone, "subnet_id": instance.get("subnet_id", "")}, ""
+    volume = box.data_volumes[0] if box.data_volumes else None
+    if volume:
+        zone = volume["zone"]
+        if zone not in offered:
+            return None, (f"The data volume of box '{box.name}' ({volume['id']}) is in {zone}, where {itype} is not "
+                          f"offered (it is in {', '.join(offered)}). Pick a type offered in {zone}, or move the data: "
+                          "snapshot the volume and create it in another zone. Nothing was created.")
+        if zone not in subnets:
+            return None, (f"The default VPC has no default subnet in {zone}, where the box must go (its data volume is "
+                          f"there). Create one with 'aws ec2 create-default-subnet --availability-zone {zone} --region "
+                          f"{region}'. Nothing was created.")
+    else:
+        usable = sorted(set(offered) & set(subnets))
+        if not usable:
+            return None, (f"{itype} is offered in {', '.join(offered)}, but the default VPC has no default subnet there. "
+                          f"Create one with 'aws ec2 create-default-subnet --availability-zone {offered[0]}'. "
+                          "Nothing was created.")
+        zone = usable[0]
+    return {"vpc_id": vpc["id"], "zone": zone, "subnet_id": subnets[zone]}, ""
+
+
+def _foreign_name_problem(box, vpc_id, region):
+    """A key pair or security group of the box's name that gpubox did not create for this box."""
+    resource = identity.resource_name(box.name)
+    foreign = []
+    if any(not identity.is_gpubox(k.get("tags"), box.name) for k in box.keys):
+        foreign.append("A key pair")
+    if any(not identity.is_gpubox(g.get("tags"), box.name) and g.get("vpc_id") == vpc_id for g in box.groups):
+        foreign.append("A security group")
+    if not foreign:
+        return ""
+    return (f"{' and '.join(foreign)} named {resource} already exists in {region}, and gpubox did not create it (it "
+            f"lacks the tags gpubox:managed-by=gpubox and gpubox:name={box.name}). gpubox never changes what it did not "
+            "create: choose another box name with -e name=OTHER, or rename or delete it. Nothing was created.")
+
+
+def _ssh_source(settings, found):
+    """(cidr, problem): the range SSH is opened to."""
+    if settings.get("ssh_cidr"):
+        return normalise_cidr(settings["ssh_cidr"]), ""
+    address = found.get("public_ip", "")
+    try:
+        return host_cidr(address), ""
+    except ValueError:
+        detail = found.get("public_ip_error") or f"it answered {address[:40]!r}"
+        return "", (f"Could not detect your public IP address from {settings.get('ssh_ip_lookup_url', 'the lookup URL')} "
+                    f"({detail}). Pass it yourself, for example -e ssh_cidr=203.0.113.7/32 (find it at "
+                    "https://checkip.amazonaws.com). Nothing was created.")
+
+
+def _quota_problem(found, instance, state, entry, itype, families, quota_groups, region, warnings):
+    quota = found.get("quotas", {}).get(entry["on_demand_code"], {})
+    if quota.get("value") is None:
+        warnings.append(
+            f"Could not read {entry['on_demand_name']} ({entry['on_demand_code']}): "
+            f"{str(quota.get('error') or 'not read').rstrip('.')}. Going on; if the launch fails with VcpuLimitExceeded, "
+            "request a quota increase.")
+        return ""
+    used = _as_int(found.get("running_vcpus", {}).get(entry["on_demand_code"]))
+    needed = entry["vcpus"]
+    if instance and state in ("pending", "running"):
+        old = catalog.instance_type(instance["instance_type"], families, quota_groups)
+        if old and old.get("quota_group") == entry.get("quota_group"):
+            needed -= old["vcpus"]
+    available = quota["value"] - used
+    if needed <= available:
+        return ""
+    return (f"{itype} needs {entry['vcpus']} vCPUs, but your quota '{entry['on_demand_name']}' ({entry['on_demand_code']}) "
+            f"in {region} is {int(quota['value'])} vCPUs with {used} in use, so {max(int(available), 0)} are available. "
+            "New AWS accounts start at 0 for G and P instances. Request an increase (AWS answers within hours to a day): "
+            f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {entry['on_demand_code']} "
+            f"--desired-value {used + entry['vcpus']} --region {region} -- then run this again. Nothing was created.")

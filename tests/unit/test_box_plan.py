@@ -1,0 +1,485 @@
+"""The AWS half's planner (gpubox.box's module_utils/box_plan.py), table-driven: what exists -> the plan.
+
+Each case builds what the gather would have found, in the shape it returns, and checks the refusals, the
+changes and the box record. No AWS, no Ansible: the planner is a pure function.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
+from ansible_collections.gpubox.box.plugins.module_utils import box_plan as planner
+
+REPO = Path(__file__).resolve().parents[2]
+
+CATALOG = yaml.safe_load((REPO / "catalog/instance_types.yml").read_text())
+FAMILIES, QUOTAS = CATALOG["gpubox_instance_families"], CATALOG["gpubox_quota_groups"]
+IMAGES = yaml.safe_load((REPO / "roles/ec2_box/vars/main.yml").read_text())["__ec2_box_images"]
+ME = {"user_id": "AIDAME", "arn": "arn:aws:iam::123456789012:user/me", "account": "123456789012"}
+ALICE = {"user_id": "AIDAALICE", "arn": "arn:aws:iam::123456789012:user/alice", "account": "123456789012"}
+UBUNTU_PARAM = IMAGES["ubuntu24.04"]["ssm"]["dlami"]
+PLAIN_PARAM = IMAGES["ubuntu24.04"]["ssm"]["plain"]
+AMI = "ami-0123456789abcdef0"
+
+
+def tags(name="lab", owner=ME, **extra):
+    return {**identity.box_tags(name, owner["user_id"], owner["arn"]), **extra}
+
+
+def instance(name="lab", owner=ME, state="running", itype="g5.xlarge", zone="us-east-1a", iid="i-0001", generation=1,
+             volume=None, **extra_tags):
+    mappings = [{"device_name": "/dev/sda1", "ebs": {"volume_id": "vol-root"}}]
+    if volume:
+        mappings.append({"device_name": "/dev/sdf", "ebs": {"volume_id": volume}})
+    return {
+        "instance_id": iid, "instance_type": itype, "state": {"name": state},
+        "placement": {"availability_zone": zone}, "subnet_id": "subnet-a", "vpc_id": "vpc-1",
+        "image_id": AMI, "public_ip_address": "54.1.2.3" if state == "running" else None,
+        "private_ip_address": "172.31.0.5", "key_name": f"gpubox-{name}", "launch_time": "2026-12-01T10:00:00+00:00",
+        "security_groups": [{"group_id": "sg-box"}], "block_device_mappings": mappings,
+        "tags": tags(name, owner, **{"gpubox:ami": AMI, "gpubox:image": "dlami", "gpubox:os": "ubuntu24.04",
+                                     "gpubox:ssh-user": "ubuntu", identity.GENERATION: str(generation),
+                                     "Name": f"gpubox-{name}"}, **extra_tags),
+    }
+
+
+def volume(name="lab", owner=ME, vid="vol-data", zone="us-east-1a", attached_to=None, role="data", size=50):
+    return {"id": vid, "zone": zone, "size": size, "state": "in-use" if attached_to else "available", "type": "gp3",
+            "encrypted": True, "attachments": [{"instance_id": attached_to, "device": "/dev/sdf"}] if attached_to else [],
+            "tags": tags(name, owner, **{identity.ROLE: role, "Name": f"gpubox-{name}-{role}"})}
+
+
+def group(name="lab", owner=ME, gid="sg-box", cidr="203.0.113.7/32", own=True, used_by=()):
+    return {"group_id": gid, "group_name": f"gpubox-{name}", "vpc_id": "vpc-1", "tags": tags(name, owner) if own else {},
+            "ingress": [{"protocol": "tcp", "from_port": 22, "to_port": 22, "cidrs": [cidr], "ipv6_cidrs": [],
+                         "other": False}], "used_by": list(used_by)}
+
+
+def key(name="lab", owner=ME, own=True, used_by=()):
+    return {"name": f"gpubox-{name}", "id": "key-1", "fingerprint": "ab", "tags": tags(name, owner) if own else {},
+            "used_by": list(used_by)}
+
+
+def found(**parts):
+    """What the gather finds for a launch in us-east-1 with nothing of the box yet, plus `parts`."""
+    base = {
+        "region": "us-east-1", "errors": [], "caller": ME, "now": "2026-12-01T12:30:00+00:00",
+        "instances": [], "volumes": [], "security_groups": [], "key_pairs": [],
+        "vpc": {"id": "vpc-1"}, "subnets": [{"id": f"subnet-{z}", "zone": f"us-east-1{z}"} for z in "abcd"],
+        "offerings": {"g5.xlarge": ["us-east-1a", "us-east-1b"], "g4dn.xlarge": ["us-east-1a", "us-east-1c"],
+                      "g6.xlarge": ["us-east-1b"], "p3dn.24xlarge": ["us-east-1c", "us-east-1d"]},
+        "parameters": {UBUNTU_PARAM: AMI, PLAIN_PARAM: "ami-0aaaaaaaaaaaaaaaa"},
+        "images": {AMI: {"architecture": "x86_64", "root_device_name": "/dev/sda1"},
+                   "ami-0aaaaaaaaaaaaaaaa": {"architecture": "x86_64", "root_device_name": "/dev/sda1"},
+                   "ami-0bbbbbbbbbbbbbbbb": {"architecture": "arm64", "root_device_name": "/dev/xvda"}},
+        "quotas": {"L-DB2E81BA": {"value": 64.0, "error": ""}, "L-417A185B": {"value": 192.0, "error": ""}},
+        "running_vcpus": {"L-DB2E81BA": 0, "L-417A185B": 0},
+        "public_key": {"exists": True}, "public_ip": "198.51.100.23",
+    }
+    base.update(parts)
+    return base
+
+
+def settings(action="launch", **overrides):
+    base = {"action": action, "name": "lab", "type": "", "os": "ubuntu24.04", "ami": "dlami", "volume_size": 100,
+            "data_volume_size": 50, "allow_non_gpu": False, "substitute": False, "resize": False,
+            "ssh_cidr": "203.0.113.7/32", "allow_world_ssh": False, "allow_other_owner": False, "all_boxes": False,
+            "delete_data": False, "ssh_ip_lookup_url": "https://checkip.amazonaws.com"}
+    base.update(overrides)
+    return base
+
+
+def plan(action="launch", what=None, **overrides):
+    return planner.plan(settings(action, **overrides), what if what is not None else found(), FAMILIES, QUOTAS, IMAGES)
+
+
+def refused(result, *fragments):
+    assert result["problems"], f"expected a refusal, got changes {result['changes']}"
+    text = " ".join(result["problems"])
+    for fragment in fragments:
+        assert fragment in text, f"{fragment!r} not in {text!r}"
+    assert result["changes"] == []
+    return text
+
+
+# --- Names reach only their own box (finding 1)
+
+@pytest.mark.parametrize("action", ["launch", "stop", "start", "teardown", "find"])
+@pytest.mark.parametrize("name", ["x*", "lab?", "*", "My Box", "-x", "a" * 40, "box_1", "UPPER", "lab\\*", ""])
+def test_a_name_that_is_not_a_box_name_is_refused_by_every_command(action, name):
+    if action == "find" and name == "":
+        pytest.skip("find without a name means: your one running box")
+    # Even with a box that a wildcard would have matched.
+    result = plan(action, found(instances=[instance("x1")]), name=name)
+    refused(result, f"name '{name}' is not a valid box name", "-e name=thesis-gpu")
+
+
+def test_the_gather_never_sends_a_wildcard():
+    assert identity.escape_filter_value("x*") == "x\\*"
+    assert identity.escape_filter_value("a?b\\") == "a\\?b\\\\"
+
+
+# --- A box's resources are its own by exact tags, never by Name (finding 2)
+
+def test_a_longer_name_is_another_box_and_its_volumes_are_not_adopted():
+    # Box lab-data's data and root volumes: Name tags that start like box lab's.
+    others = [volume("lab-data", vid="vol-other-data"), volume("lab-data", vid="vol-other-root", role="root")]
+    result = plan(what=found(volumes=others))
+    assert "create_volume" in result["changes"]
+    assert result["attach"]["volume_id"] == "new"
+
+    gone = plan("teardown", found(volumes=others), delete_data=True)
+    assert gone["delete_volume_ids"] == []
+
+
+def test_only_the_data_volume_is_deleted_never_the_root_volume():
+    result = plan("teardown", found(instances=[instance(volume="vol-data")],
+                                    volumes=[volume(attached_to="i-0001"), volume(vid="vol-root", role="root")]),
+                  delete_data=True)
+    assert result["delete_volume_ids"] == ["vol-data"]
+
+
+# --- One box, one owner (finding 4)
+
+OTHERS = {
+    "instance": dict(instances=[instance(owner=ALICE)]),
+    "volume": dict(volumes=[volume(owner=ALICE)]),
+    "security group": dict(security_groups=[group(owner=ALICE)]),
+    "key pair": dict(key_pairs=[key(owner=ALICE)]),
+}
+
+
+@pytest.mark.parametrize("action", ["launch", "stop", "start", "teardown", "find"])
+@pytest.mark.parametrize("what", sorted(OTHERS))
+def test_a_box_of_another_owner_is_refused_with_the_owner_named(action, what):
+    result = plan(action, found(**OTHERS[what]))
+    refused(result, "belongs to arn:aws:iam::123456789012:user/alice", "not to you (arn:aws:iam::123456789012:user/me)",
+            "-e allow_other_owner=true", "status.yml")
+
+
+def test_a_box_without_an_owner_tag_is_not_taken_for_yours():
+    legacy = instance()
+    del legacy["tags"][identity.OWNER], legacy["tags"][identity.OWNER_ARN]
+    refused(plan("teardown", found(instances=[legacy])), "belongs to nobody (no gpubox:owner tag)")
+
+
+def test_another_owners_box_can_be_acted_on_on_purpose():
+    result = plan("stop", found(instances=[instance(owner=ALICE)]), allow_other_owner=True)
+    assert result["problems"] == [] and result["changes"] == ["stop"]
+
+
+def test_new_resources_carry_the_callers_owner():
+    result = plan()
+    for spec in result["create"]["instance"]["params"]["TagSpecifications"] + \
+            result["create"]["volume"]["params"]["TagSpecifications"]:
+        given = {t["Key"]: t["Value"] for t in spec["Tags"]}
+        assert given[identity.OWNER] == "AIDAME" and given[identity.OWNER_ARN] == ME["arn"]
+        assert given[identity.MANAGED_BY] == "gpubox" and given[identity.NAME] == "lab"
+    assert result["create"]["key"]["tags"][identity.OWNER] == "AIDAME"
+    assert result["create"]["security_group"]["tags"][identity.OWNER] == "AIDAME"
+
+
+# --- What a launch creates and changes
+
+def test_a_new_box_is_created_whole_and_locked_down():
+    result = plan()
+    assert result["problems"] == []
+    assert result["changes"] == ["import_key", "create_security_group", "create_volume", "run_instance",
+                                 "reset_known_hosts", "attach_volume"]
+    params = result["create"]["instance"]["params"]
+    assert params["InstanceType"] == "g5.xlarge" and params["ImageId"] == AMI and params["SubnetId"] == "subnet-a"
+    assert params["MetadataOptions"]["HttpTokens"] == "required"
+    assert params["InstanceInitiatedShutdownBehavior"] == "stop"
+    assert params["BlockDeviceMappings"] == [{"DeviceName": "/dev/sda1", "Ebs": {
+        "VolumeSize": 100, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}}]
+    data = result["create"]["volume"]["params"]
+    assert (data["AvailabilityZone"], data["Size"], data["VolumeType"], data["Encrypted"]) == ("us-east-1a", 50, "gp3", True)
+    assert result["create"]["security_group"]["rules"] == [
+        {"proto": "tcp", "ports": [22], "cidr_ip": "203.0.113.7/32", "rule_desc": "SSH from the gpubox user"}]
+    record = result["record"]
+    assert (record["name"], record["owner"], record["zone"], record["ssh_user"], record["image"]) == \
+        ("lab", "AIDAME", "us-east-1a", "ubuntu", "dlami")
+    assert (record["gpus"], record["usd_per_hour"]) == ("1x NVIDIA A10G", 1.006)
+
+
+def test_a_missing_public_key_is_generated_first():
+    assert plan(what=found(public_key={"exists": False}))["changes"][0] == "generate_ssh_key"
+
+
+def test_a_rerun_of_a_box_as_it_should_be_changes_nothing():
+    current = found(instances=[instance(volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group()], key_pairs=[key()])
+    result = plan(what=current)
+    assert (result["problems"], result["changes"]) == ([], [])
+    record = result["record"]
+    assert (record["instance_id"], record["address"], record["volume_id"]) == ("i-0001", "54.1.2.3", "vol-data")
+
+
+def test_a_new_address_updates_the_one_ssh_rule():
+    current = found(instances=[instance(volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group(cidr="192.0.2.1/32")], key_pairs=[key()], public_ip="198.51.100.23")
+    result = plan(what=current, ssh_cidr="")
+    assert result["changes"] == ["update_ssh_rule"]
+    assert result["create"]["security_group"]["group_id"] == "sg-box"
+    assert result["create"]["security_group"]["rules"] == [
+        {"proto": "tcp", "ports": [22], "cidr_ip": "198.51.100.23/32", "rule_desc": "SSH from the gpubox user"}]
+
+
+def test_a_stopped_box_is_started_and_a_kept_volume_reattached_in_its_zone():
+    stopped = found(instances=[instance(state="stopped", volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group()], key_pairs=[key()])
+    assert plan(what=stopped)["changes"] == ["start"]
+
+    kept = found(volumes=[volume(zone="us-east-1b")], security_groups=[group()], key_pairs=[key()])
+    result = plan(what=kept)
+    assert result["changes"] == ["run_instance", "reset_known_hosts", "attach_volume"]
+    assert result["create"]["instance"]["params"]["SubnetId"] == "subnet-b"
+    assert result["attach"] == {"volume_id": "vol-data", "device": "/dev/sdf"}
+
+
+def test_no_data_volume_when_its_size_is_zero():
+    result = plan(data_volume_size=0)
+    assert "create_volume" not in result["changes"] and "attach_volume" not in result["changes"]
+
+
+def test_the_recorded_ami_is_kept_when_latest_moves():
+    current = found(instances=[instance(volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group()], key_pairs=[key()], parameters={UBUNTU_PARAM: "ami-0ffffffffffffffff"})
+    result = plan(what=current)
+    assert result["changes"] == [] and result["record"]["image_id"] == AMI
+
+
+def test_a_new_type_needs_resize_then_stops_changes_and_starts():
+    current = found(instances=[instance(volume="vol-data", zone="us-east-1b")],
+                    volumes=[volume(attached_to="i-0001", zone="us-east-1b")], security_groups=[group()], key_pairs=[key()])
+    refused(plan(what=current, type="g6.xlarge"), "already exists as a g5.xlarge, not g6.xlarge", "-e resize=true",
+            "Nothing was changed")
+    result = plan(what=current, type="g6.xlarge", resize=True)
+    assert result["changes"] == ["stop_for_resize", "resize", "start"]
+    assert result["resize"] == {"instance_id": "i-0001", "instance_type": "g6.xlarge"}
+
+
+def test_a_resize_to_a_type_the_zone_lacks_changes_nothing():
+    current = found(instances=[instance(volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group()], key_pairs=[key()])
+    refused(plan(what=current, type="p3dn.24xlarge", resize=True), "p3dn.24xlarge is not offered in us-east-1a",
+            "where box 'lab' lives", "Nothing was changed")
+
+
+# --- Two runs at once, and a box made again (finding 5)
+
+def test_the_client_token_is_derived_from_owner_name_resource_and_generation():
+    token = identity.client_token("AIDAME", "lab", "instance", 1)
+    assert token == identity.client_token("AIDAME", "lab", "instance", 1)
+    assert len(token) <= 64 and token.isascii()
+    others = {identity.client_token("AIDAALICE", "lab", "instance", 1), identity.client_token("AIDAME", "lab2", "instance", 1),
+              identity.client_token("AIDAME", "lab", "data-volume", 1), identity.client_token("AIDAME", "lab", "instance", 2)}
+    assert token not in others and len(others) == 4
+
+
+def test_two_runs_that_see_the_same_box_plan_the_same_token():
+    first, second = plan(), plan()
+    assert first["create"]["instance"]["token"] == second["create"]["instance"]["token"] == \
+        {"owner": "AIDAME", "name": "lab", "resource": "instance", "generation": 1}
+    assert first["create"]["instance"]["params"] == second["create"]["instance"]["params"]
+
+
+def test_a_box_made_again_gets_a_new_generation():
+    gone = instance(state="terminated", generation=3, iid="i-0old")
+    result = plan(what=found(instances=[gone]))
+    assert result["create"]["instance"]["token"]["generation"] == 4
+    assert "reset_known_hosts" in result["changes"]
+
+
+@pytest.mark.parametrize("action", ["launch", "start", "find"])
+def test_two_live_instances_of_one_box_are_refused_not_guessed(action):
+    twins = found(instances=[instance(iid="i-0001"), instance(iid="i-0002")])
+    refused(plan(action, twins), "Box 'lab' has 2 instances", "i-0001, i-0002", "gpubox will not pick one")
+
+
+def test_stop_and_teardown_act_on_every_instance_of_the_box():
+    twins = found(instances=[instance(iid="i-0001"), instance(iid="i-0002")])
+    assert plan("stop", twins)["stop_ids"] == ["i-0001", "i-0002"]
+    assert plan("teardown", twins)["terminate_ids"] == ["i-0001", "i-0002"]
+
+
+# --- SSH source (finding 8)
+
+@pytest.mark.parametrize("cidr, allowed", [
+    ("203.0.113.7/32", True), ("203.0.113.0/24", True), ("198.51.0.0/16", True), ("10.0.0.0/8", True),
+    ("2001:db8::/48", True),
+    ("0.0.0.0/1", False), ("128.0.0.0/1", False), ("52.0.0.0/8", False), ("198.0.0.0/15", False), ("0.0.0.0/0", False),
+    ("::/0", False), ("2600::/16", False),
+])
+def test_ssh_may_come_from_at_most_a_16_of_public_addresses(cidr, allowed):
+    problem = planner.ssh_cidr_problem(cidr)
+    assert (problem == "") is allowed, problem
+    assert planner.ssh_cidr_problem(cidr, allow_world=True) == ""
+
+
+def test_a_wide_range_is_refused_with_the_fix():
+    refused(plan(ssh_cidr="0.0.0.0/1"), "ssh_cidr '0.0.0.0/1' opens SSH to 2,147,483,648 internet addresses",
+            "-e allow_world_ssh=true", "Nothing was created")
+    refused(plan(ssh_cidr="0.0.0.0/0"), "opens SSH to the whole internet")
+    assert plan(ssh_cidr="0.0.0.0/1", allow_world_ssh="true")["problems"] == []
+
+
+def test_the_callers_ip_is_used_when_no_range_is_given_and_its_lookup_failing_is_explained():
+    assert plan(ssh_cidr="")["record"]["ssh_cidr"] == "198.51.100.23/32"
+    refused(plan(what=found(public_ip="", public_ip_error="timed out"), ssh_cidr=""),
+            "Could not detect your public IP address from https://checkip.amazonaws.com (timed out)")
+
+
+# --- Everything else a launch refuses, before anything changes
+
+@pytest.mark.parametrize("overrides, fragments", [
+    ({"type": "g5.xlarg"}, ["'g5.xlarg' is not a GPU instance type gpubox knows", "Did you mean g5.xlarge"]),
+    ({"type": "t3.micro"}, ["'t3.micro' is not a GPU instance type", "allow_non_gpu=true"]),
+    ({"type": "g4ad.xlarge"}, ["g4ad.xlarge has AMD Radeon Pro V520 GPUs", "g4dn.xlarge"]),
+    ({"type": "p3.2xlarge"}, ["p3.2xlarge is retired: EC2 no longer offers it in us-east-1", "Nearest current types:",
+                              "g4dn.xlarge (1x NVIDIA T4, 16 GiB GPU memory, 8.1 FP32 TFLOP/s",
+                              "Run instead: ansible-playbook launch.yml -e name=lab -e type="]),
+    ({"ami": "ubuntu"}, ["ami 'ubuntu' is not dlami, plain or an AMI id"]),
+    ({"ami": "ami-0bbbbbbbbbbbbbbbb"}, ["AMI ami-0bbbbbbbbbbbbbbbb is built for arm64", "x86_64"]),
+    ({"ami": "ami-0123456789abcdef9"}, ["AMI ami-0123456789abcdef9 cannot be used in us-east-1"]),
+    ({"volume_size": 8}, ["volume_size 8 GiB is too small"]),
+    ({"data_volume_size": -1}, ["data_volume_size -1 must be 0"]),
+    ({"os": "windows"}, ["os 'windows' is not one gpubox knows"]),
+])
+def test_launch_refusals(overrides, fragments):
+    refused(plan(**overrides), *fragments, "Nothing was created")
+
+
+def test_a_missing_deep_learning_ami_parameter_says_what_to_pass():
+    refused(plan(what=found(parameters={}, parameter_errors={UBUNTU_PARAM: "ParameterNotFound"})),
+            "Deep Learning Base OSS Nvidia Driver GPU AMI", UBUNTU_PARAM, "-e ami=ami-", "or try -e ami=plain")
+
+
+def test_volta_goes_to_the_plain_image_and_says_why():
+    result = plan(type="p3dn.24xlarge")
+    assert result["create"]["instance"]["params"]["ImageId"] == "ami-0aaaaaaaaaaaaaaaa"
+    assert result["record"]["image"] == "plain"
+    assert any("V100" in n and "plain ubuntu24.04 AMI" in n for n in result["notes"])
+
+
+def test_a_retired_type_is_substituted_only_when_asked():
+    result = plan(type="p3.2xlarge", substitute=True)
+    assert result["create"]["instance"]["params"]["InstanceType"] == "g4dn.xlarge"
+    assert "p3.2xlarge is not offered in us-east-1; launching g4dn.xlarge instead (substitute=true)." in result["notes"]
+
+
+def test_no_default_vpc_and_no_subnet_where_the_volume_is():
+    refused(plan(what=found(vpc=None)), "us-east-1 has no default VPC", "create-default-vpc")
+    refused(plan(what=found(volumes=[volume(zone="us-east-1c")])), "is in us-east-1c, where g5.xlarge is not offered")
+
+
+@pytest.mark.parametrize("what", ["key", "group"])
+def test_a_key_pair_or_security_group_of_the_box_name_not_made_by_gpubox_is_left_alone(what):
+    parts = {"key_pairs": [key(own=False)]} if what == "key" else {"security_groups": [group(own=False)]}
+    refused(plan(what=found(**parts)), "named gpubox-lab already exists", "gpubox did not create it", "-e name=OTHER")
+
+
+def test_the_quota_is_checked_before_a_launch_and_explained():
+    short = found(quotas={"L-DB2E81BA": {"value": 8.0, "error": ""}}, running_vcpus={"L-DB2E81BA": 8})
+    refused(plan(what=short), "g5.xlarge needs 4 vCPUs", "is 8 vCPUs with 8 in use, so 0 are available",
+            "--quota-code L-DB2E81BA --desired-value 12")
+    unreadable = found(quotas={"L-DB2E81BA": {"value": None, "error": "AccessDeniedException: no"}})
+    result = plan(what=unreadable)
+    assert result["problems"] == [] and "AccessDeniedException: no" in result["warnings"][0]
+
+
+def test_a_resize_counts_the_vcpus_it_frees():
+    current = found(instances=[instance(itype="g5.xlarge", zone="us-east-1b", volume="vol-data")],
+                    volumes=[volume(attached_to="i-0001", zone="us-east-1b")], security_groups=[group()],
+                    key_pairs=[key()], quotas={"L-DB2E81BA": {"value": 4.0, "error": ""}},
+                    running_vcpus={"L-DB2E81BA": 4})
+    assert plan(what=current, type="g6.xlarge", resize=True)["problems"] == []
+
+
+def test_unreadable_aws_answers_are_refusals_that_say_what_to_do():
+    refused(plan(what={"region": "us-east-1", "errors": [{"read": "caller", "code": "NoCredentialsError",
+                                                          "message": "Unable to locate credentials"}]}),
+            "No usable AWS credentials (Unable to locate credentials)", "aws configure", "AWS_ACCESS_KEY_ID")
+    refused(plan("stop", {"region": "us-east-1", "caller": ME, "errors": [
+        {"read": "instances", "code": "UnauthorizedOperation", "message": "not authorized"}]}),
+        "Could not read instances", "docs/iam-policy.json")
+
+
+# --- stop, start, teardown, configure and verify, status
+
+def test_stop_start_and_find_of_a_box_that_does_not_exist():
+    for action in ("stop", "start"):
+        refused(plan(action), "There is no box named 'lab' in us-east-1", "status.yml")
+    refused(plan("find"), "Box 'lab' is not running", "start.yml -e name=lab")
+
+
+def test_stop_counts_what_still_bills():
+    result = plan("stop", found(instances=[instance(volume="vol-data")],
+                                volumes=[volume(attached_to="i-0001"), volume(vid="vol-root", role="root", size=100)]))
+    assert result["changes"] == ["stop"] and result["billed_gib"] == 150
+    assert plan("stop", found(instances=[instance(state="stopped")]))["changes"] == []
+
+
+def test_start_of_a_stopping_box_waits():
+    refused(plan("start", found(instances=[instance(state="stopping")])), "still stopping")
+
+
+def test_teardown_lists_what_it_removes_and_keeps_the_data():
+    current = found(instances=[instance(volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group(used_by=["i-0001"])], key_pairs=[key(used_by=["i-0001"])])
+    result = plan("teardown", current)
+    assert result["changes"] == ["terminate", "delete_security_group", "delete_key"]
+    assert result["doomed"] == ["instance i-0001 (g5.xlarge)", "security group sg-box", "key pair gpubox-lab"]
+    assert any("Kept data volume vol-data" in k and "delete_data=true" in k for k in result["kept"])
+    wiped = plan("teardown", current, delete_data=True)
+    assert wiped["delete_volume_ids"] == ["vol-data"] and "data volume vol-data (50 GiB, your notebooks and data)" in wiped["doomed"]
+
+
+def test_teardown_keeps_a_group_or_key_that_another_instance_uses():
+    current = found(security_groups=[group(used_by=["i-0mine"])], key_pairs=[key(used_by=["i-0mine"])])
+    result = plan("teardown", current)
+    assert result["changes"] == [] and len(result["kept"]) == 2
+    assert "Nothing of box 'lab' is left to remove in us-east-1." in result["notes"]
+
+
+def test_configure_without_a_name_takes_your_one_running_box_or_all_when_asked():
+    mine = [instance("a", iid="i-a"), instance("b", iid="i-b", state="stopped"), instance("c", owner=ALICE, iid="i-c")]
+    result = plan("find", found(instances=mine), name="")
+    assert [r["name"] for r in result["records"]] == ["a"]
+
+    two = mine + [instance("d", iid="i-d")]
+    refused(plan("find", found(instances=two), name=""), "You have 2 running boxes in us-east-1 (a, d)",
+            "-e name=NAME", "-e all_boxes=true")
+    assert [r["name"] for r in plan("find", found(instances=two), name="", all_boxes=True)["records"]] == ["a", "d"]
+    refused(plan("find", found(instances=[]), name=""), "You have no running box")
+
+
+def test_status_shows_every_box_with_its_owner():
+    boxes = [instance("a"), instance("b", owner=ALICE, state="stopped", iid="i-b")]
+    lines = plan("status", found(instances=boxes), name="")["lines"]
+    assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H"]
+    assert lines[1].split() == ["a", "you", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "2h30m", "1.01"]
+    assert lines[2].split()[:2] == ["b", "alice"] and lines[2].endswith("0 (disks only)")
+    assert plan("status", found(), name="")["lines"] == ["No gpubox boxes in this region."]
+
+
+def test_the_box_record_is_the_same_from_the_inventory_and_the_planner():
+    inst = instance(volume="vol-data")
+    record = planner.box_record(inst)
+    with_catalog = planner.box_record(inst, FAMILIES, QUOTAS)
+    assert {k: with_catalog[k] for k in record} == record
+    assert (with_catalog["gpus"], with_catalog["usd_per_hour"]) == ("1x NVIDIA A10G", 1.006)
+    assert (record["name"], record["owner"], record["address"], record["ssh_user"], record["volume_id"],
+            record["image"], record["generation"]) == ("lab", "AIDAME", "54.1.2.3", "ubuntu", "vol-data", "dlami", 1)
+    stopped = planner.box_record(instance(state="stopped"))
+    assert stopped["address"] == "172.31.0.5"
+
+
+def test_a_substituted_box_is_kept_by_the_same_launch_again():
+    current = found(instances=[instance(itype="g4dn.xlarge", volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group()], key_pairs=[key()])
+    result = plan(what=current, type="p3.2xlarge", substitute=True)
+    assert (result["problems"], result["changes"]) == ([], [])
+    refused(plan(what=current, type="p3.2xlarge"), "already exists as a g4dn.xlarge")
