@@ -54,7 +54,7 @@ def test_a_name_that_is_not_a_box_name_is_never_sent():
     with Stubber(sts) as sts_stub, Stubber(ec2):
         sts_stub.add_response("get_caller_identity", {"UserId": "AIDAME", "Account": "123456789012",
                                                       "Arn": "arn:aws:iam::123456789012:user/me"})
-        found = gather.gather({"sts": sts, "ec2": ec2}.get, {"action": "teardown", "name": "x*", "region": "us-east-1"})
+        found = gather.gather({"sts": sts, "ec2": ec2}.get, {"action": "teardown", "name": "x*", "region": "us-east-1"}, {}, {})
     # Stubber fails on any EC2 call that was not expected: there was none.
     assert found["caller"]["user_id"] == "AIDAME" and "instances" not in found
 
@@ -89,7 +89,7 @@ def test_a_failed_read_is_recorded_for_the_planner_not_raised():
         sts_stub.add_response("get_caller_identity", {"UserId": "AIDAME", "Account": "1", "Arn": "arn:aws:iam::1:user/me"})
         ec2_stub.add_response("describe_instances", {"Reservations": []})
         ec2_stub.add_client_error("describe_volumes", service_error_code="UnauthorizedOperation", service_message="no")
-        found = gather.gather({"sts": sts, "ec2": ec2}.get, {"action": "stop", "name": "lab"})
+        found = gather.gather({"sts": sts, "ec2": ec2}.get, {"action": "stop", "name": "lab"}, {}, {})
     assert found["errors"] == [{"read": "volumes", "code": "UnauthorizedOperation", "message": ANY}]
 
 
@@ -97,7 +97,7 @@ def test_missing_credentials_stop_the_gather_at_once():
     sts = client("sts")
     with Stubber(sts) as stub:
         stub.add_client_error("get_caller_identity", service_error_code="InvalidClientTokenId", service_message="bad")
-        found = gather.gather({"sts": sts}.get, {"action": "status"})
+        found = gather.gather({"sts": sts}.get, {"action": "status"}, {}, {})
     assert [e["read"] for e in found["errors"]] == ["caller"] and "caller" not in found
 
 

@@ -1,21 +1,92 @@
-"""gpubox.box.box_plan: decide what to do, once, from what the gather found.
+"""gpubox.box.box_plan: read what exists of a box in one pass (gather), then decide what to do (plan).
 
-A thin shell around the pure planner (module_utils/box_plan.py, unit-tested on its own): it returns the plan,
-fails with the plan's problems before anything changes, and shows its notes and warnings.
-See plugins/modules/box_plan.py for its documentation.
+gather (module_utils/box_gather.py) reads by gpubox's exact tags; plan (module_utils/box_plan.py) is a pure
+function, unit-tested on its own, that owns every refusal and the box record. This action runs both on the
+controller, where the AWS half runs anyway (localhost): one task, one boto3 import and a handful of API calls,
+instead of a module process per read. It fails with the plan's problems, before anything changes, and shows
+its notes and warnings. See plugins/modules/box_plan.py for its documentation.
 """
 
+import yaml
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.urls import open_url
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.gpubox.box.plugins.module_utils import box_gather
 from ansible_collections.gpubox.box.plugins.module_utils import box_plan as planner
 
+try:
+    import boto3
+    from botocore.config import Config
+except ImportError:
+    boto3 = None
+
 ARGUMENT_SPEC = {
-    "found": {"type": "dict", "required": True},
+    # What to read (gather).
+    "action": {"type": "str", "required": True, "choices": ["find", "launch", "start", "status", "stop", "teardown"]},
+    "name": {"type": "str", "default": ""},
+    "wanted_type": {"type": "str", "default": ""},
+    "image_parameters": {"type": "list", "elements": "str", "default": []},
+    "image_ids": {"type": "list", "elements": "str", "default": []},
+    "ip_lookup_url": {"type": "str", "default": ""},
+    "public_key": {"type": "path", "default": ""},
+    # Set once for the whole AWS half, as module_defaults of the action group gpubox.box.aws.
+    "region": {"type": "str", "aliases": ["aws_region"]},
+    "endpoint_url": {"type": "str", "aliases": ["aws_endpoint_url"]},
+    # What to decide with (plan).
     "settings": {"type": "dict", "required": True},
-    "families": {"type": "dict", "required": True},
-    "quota_groups": {"type": "dict", "required": True},
+    # Read here rather than passed in: templating the whole catalog costs a tenth of a second on every command.
+    "catalog": {"type": "path", "required": True},
     "images": {"type": "dict", "required": True},
 }
+
+
+def _public_key(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return {"path": path, "exists": True, "content": f.read().strip()}
+    except FileNotFoundError:
+        return {"path": path, "exists": False, "content": ""}
+    except OSError as e:
+        raise AnsibleActionFail(f"Could not read the SSH public key {path}: {e}") from e
+
+
+def _public_ip(url):
+    try:
+        return open_url(url, timeout=10, http_agent="gpubox").read().decode().strip(), ""
+    except Exception as e:  # any failure to ask becomes the planner's refusal, with this reason
+        return "", str(e)
+
+
+def load_catalog(path):
+    """(instance families, quota groups) of catalog/instance_types.yml."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return data["gpubox_instance_families"], data["gpubox_quota_groups"]
+    except (OSError, KeyError, yaml.YAMLError) as e:
+        raise AnsibleActionFail(f"Could not read the instance catalog {path}: {e}") from e
+
+
+def gather(args, families, quota_groups):
+    """What exists, read with boto3 (credentials as boto3 finds them; region and endpoint from the task)."""
+    if boto3 is None:
+        raise AnsibleActionFail("gpubox needs boto3 on the controller: pip install -r requirements.txt")
+    session = boto3.session.Session(region_name=args["region"] or None)
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="gpubox")
+    clients = {}
+
+    def client(service):
+        if service not in clients:
+            clients[service] = session.client(service, endpoint_url=args["endpoint_url"] or None, config=config)
+        return clients[service]
+
+    found = box_gather.gather(client, {**args, "region": session.region_name or ""}, families, quota_groups)
+    if args["action"] == "launch":
+        found["public_key"] = _public_key(args["public_key"]) if args["public_key"] else {}
+        if args["ip_lookup_url"]:
+            found["public_ip"], found["public_ip_error"] = _public_ip(args["ip_lookup_url"])
+    return found
 
 
 class ActionModule(ActionBase):
@@ -25,8 +96,11 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        plan = planner.plan(args["settings"], args["found"], args["families"], args["quota_groups"], args["images"])
-        result.update(changed=False, plan=plan)
+        families, quota_groups = load_catalog(args["catalog"])
+        found = gather(args, families, quota_groups)
+        plan = planner.plan({**args["settings"], "action": args["action"], "name": args["name"]}, found,
+                            families, quota_groups, args["images"])
+        result.update(changed=False, found=found, plan=plan)
         notices = plan["notes"] + plan["warnings"]
         if notices:
             result["warnings"] = notices

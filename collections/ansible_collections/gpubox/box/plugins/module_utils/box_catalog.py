@@ -6,6 +6,9 @@ Pure functions: the catalog filters, the planner and the unit tests use them dir
 import difflib
 import math
 
+# The type of a new box when none is asked for.
+DEFAULT_TYPE = "g5.xlarge"
+
 
 def _split(type_name):
     family, _, size = str(type_name).strip().partition(".")
@@ -78,3 +81,14 @@ def current_alternatives(type_name, families, quota_groups, count=3):
 def gpus_label(entry):
     """'1x NVIDIA A10G' for a catalog entry; '' for a type outside the catalog."""
     return f"{entry['gpus']}x {entry['gpu_model']}" if entry else ""
+
+
+def offering_candidates(type_name, families, quota_groups):
+    """The types whose offerings a launch of type_name needs: it, then its nearest current alternatives."""
+    wanted = type_name or DEFAULT_TYPE
+    return [wanted] + [a["type"] for a in current_alternatives(wanted, families, quota_groups)]
+
+
+def quota_patterns(quota_groups):
+    """{on-demand quota code: the instance-family pattern that counts against it}."""
+    return {group["on_demand_code"]: group["family_pattern"] for group in quota_groups.values()}

@@ -10,6 +10,7 @@ refusal that says what to do.
 import datetime
 import re
 
+from ansible_collections.gpubox.box.plugins.module_utils import box_catalog as catalog
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
 
 try:
@@ -235,8 +236,9 @@ def _needs_quota(instances, wanted_type):
     return not live or any(wanted_type and i["instance_type"] != wanted_type for i in live)
 
 
-def gather(client, args, now=None):
-    """What exists, for args['action'] (READS). client(service) returns a boto3 client."""
+def gather(client, args, families, quota_groups, now=None):
+    """What exists, for args['action'] (READS). client(service) returns a boto3 client; the catalog's instance
+    families and quota groups say which offerings and quotas a launch needs."""
     action = args["action"]
     name = args.get("name") or None
     if action == "find" and not name:
@@ -277,7 +279,7 @@ def gather(client, args, now=None):
         network = attempt("the default VPC and subnets", lambda: read_network(ec2))
         found["vpc"], found["subnets"] = network if network else (None, [])
     if "offerings" in reads:
-        types = list(args.get("instance_types") or [])
+        types = catalog.offering_candidates(args.get("wanted_type", ""), families, quota_groups)
         types += [i["instance_type"] for i in found.get("instances", []) if i["state"]["name"] in identity.LIVE_STATES]
         found["offerings"] = attempt("instance type offerings", lambda: read_offerings(ec2, types)) or {}
     if "image" in reads and not [i for i in found.get("instances", []) if i["state"]["name"] in identity.LIVE_STATES]:
@@ -286,7 +288,7 @@ def gather(client, args, now=None):
         ids = list(found["parameters"].values()) + list(args.get("image_ids") or [])
         found["images"] = attempt("images", lambda: read_images(ec2, ids)) or {}
     if "quota" in reads and _needs_quota(found.get("instances", []), args.get("wanted_type", "")):
-        patterns = args.get("quota_groups") or {}
+        patterns = catalog.quota_patterns(quota_groups)
         quotas = client("service-quotas")
         found["quotas"] = {code: read_quota(quotas, code) for code in patterns}
         found["running_vcpus"] = attempt("running instances", lambda: running_vcpus(ec2, patterns)) or {}

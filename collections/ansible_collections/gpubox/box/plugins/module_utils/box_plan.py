@@ -25,7 +25,6 @@ from ansible_collections.gpubox.box.plugins.module_utils import box_identity as 
 
 # The data volume's device on the instance (it appears as an NVMe disk whose serial is the volume id).
 DATA_DEVICE = "/dev/sdf"
-DEFAULT_TYPE = "g5.xlarge"
 # An SSH source wider than this, with public addresses in it, needs allow_world_ssh.
 WIDEST_SSH_PREFIX = {4: 16, 6: 48}
 # Resources that launch creates, and the change that creates each.
@@ -480,7 +479,7 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
 
     # The type: the one asked for, else the box's own, else the default. A box that substitute=true launched
     # as another type keeps it when the one asked for is still not offered.
-    wanted = settings.get("type") or (instance or {}).get("instance_type") or DEFAULT_TYPE
+    wanted = settings.get("type") or (instance or {}).get("instance_type") or catalog.DEFAULT_TYPE
     if (instance and instance["instance_type"] != wanted and _as_bool(settings.get("substitute"))
             and not found.get("offerings", {}).get(wanted)):
         wanted = instance["instance_type"]
