@@ -8,22 +8,9 @@ ClientToken as EC2 does, which moto does not.
 import pytest
 
 from support import iam
-from support.aws_proxy import aws_proxy
 from support.gpubox import (  # noqa: F401 (re-exported for the test modules)
     ARM_AMI, MY_CIDR, REGION, REPO, UBUNTU_AMI, Aws, Gpubox, Result, free_port as _free_port, moto_server, reset_moto,
 )
-
-
-@pytest.fixture(scope="session")
-def moto_url():
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def proxy(moto_url):
-    with aws_proxy(moto_url) as started:
-        yield started
 
 
 @pytest.fixture

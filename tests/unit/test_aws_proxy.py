@@ -8,32 +8,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from standin import MOTO_UBUNTU_AMI, free_port, start_moto
-from support.aws_proxy import aws_proxy
+from standin import MOTO_UBUNTU_AMI
+from support.gpubox import reset_moto
 
 REGION = "us-east-1"
 
 
-@pytest.fixture(scope="module")
-def moto():
-    port = free_port()
-    proc = start_moto(port)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def started_proxy(moto):
-    with aws_proxy(moto) as proxy:
-        yield proxy
-
-
 @pytest.fixture
-def proxy(moto, started_proxy):
-    urllib.request.urlopen(urllib.request.Request(moto + "/moto-api/reset", method="POST"), timeout=10)
-    started_proxy.clear()
-    return started_proxy
+def proxy(moto_url, proxy):
+    """The session's proxy, on a reset moto, with nothing recorded yet."""
+    reset_moto(moto_url)
+    proxy.clear()
+    return proxy
 
 
 def client(service, url, region=REGION):
@@ -63,31 +49,31 @@ def test_calls_are_recorded_with_service_and_action(proxy):
                            ("servicequotas", "GetServiceQuota")]
 
 
-def test_a_repeated_run_instances_is_answered_once(proxy, moto):
+def test_a_repeated_run_instances_is_answered_once(proxy, moto_url):
     first = run_instance(proxy.url, "token-1")
     assert run_instance(proxy.url, "token-1") == first
-    assert instance_ids(moto) == [first]
+    assert instance_ids(moto_url) == [first]
     assert proxy.idempotent_replays == 1
     assert proxy.calls == [("ec2", "RunInstances")] * 2
 
 
-def test_the_same_token_with_other_parameters_is_a_mismatch(proxy, moto):
+def test_the_same_token_with_other_parameters_is_a_mismatch(proxy, moto_url):
     first = run_instance(proxy.url, "token-1")
     with pytest.raises(ClientError) as raised:
         run_instance(proxy.url, "token-1", itype="g5.2xlarge")
     assert raised.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert instance_ids(moto) == [first]
+    assert instance_ids(moto_url) == [first]
 
 
-def test_the_same_token_in_another_region_is_another_request(proxy, moto):
+def test_the_same_token_in_another_region_is_another_request(proxy, moto_url):
     east = run_instance(proxy.url, "token-1")
     west = run_instance(proxy.url, "token-1", itype="g5.2xlarge", region="us-west-2")
-    assert instance_ids(moto) == [east]
-    assert instance_ids(moto, "us-west-2") == [west]
+    assert instance_ids(moto_url) == [east]
+    assert instance_ids(moto_url, "us-west-2") == [west]
 
 
-def test_concurrent_requests_with_one_token_launch_one_instance(proxy, moto):
+def test_concurrent_requests_with_one_token_launch_one_instance(proxy, moto_url):
     start = threading.Barrier(2)
     ids = []
 
@@ -101,22 +87,22 @@ def test_concurrent_requests_with_one_token_launch_one_instance(proxy, moto):
     for t in threads:
         t.join(30)
     assert len(ids) == 2 and ids[0] == ids[1]
-    assert instance_ids(moto) == ids[:1]
+    assert instance_ids(moto_url) == ids[:1]
     assert proxy.idempotent_replays == 1
 
 
-def test_a_repeated_create_volume_creates_one_volume(proxy, moto):
+def test_a_repeated_create_volume_creates_one_volume(proxy, moto_url):
     ec2 = client("ec2", proxy.url)
     ids = {ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, ClientToken="volume-1")["VolumeId"]
            for _ in range(2)}
-    assert [v["VolumeId"] for v in client("ec2", moto).describe_volumes()["Volumes"]] == list(ids)
+    assert [v["VolumeId"] for v in client("ec2", moto_url).describe_volumes()["Volumes"]] == list(ids)
 
 
-def test_moto_api_is_forwarded_and_not_recorded(proxy, moto):
-    run_instance(moto, "token-1")
+def test_moto_api_is_forwarded_and_not_recorded(proxy, moto_url):
+    run_instance(moto_url, "token-1")
     reset = urllib.request.urlopen(urllib.request.Request(proxy.url + "/moto-api/reset", method="POST"), timeout=10)
     assert reset.status == 200
-    assert instance_ids(moto) == []
+    assert instance_ids(moto_url) == []
     assert proxy.calls == []
 
 
@@ -136,7 +122,7 @@ def test_a_chunked_request_body_is_forwarded_whole(proxy):
     assert proxy.calls == [("ec2", "DescribeRegions")]
 
 
-def test_held_requests_wait_for_one_another(proxy, moto):
+def test_held_requests_wait_for_one_another(proxy, moto_url):
     # Two launches with their own tokens (as without gpubox's derived token): both must reach moto.
     proxy.hold("RunInstances", 2, timeout=20)
     first = threading.Thread(target=run_instance, args=(proxy.url, "token-a"))
@@ -145,6 +131,6 @@ def test_held_requests_wait_for_one_another(proxy, moto):
     assert first.is_alive(), "the first request was answered before the second arrived"
     run_instance(proxy.url, "token-b")
     first.join(20)
-    assert len(instance_ids(moto)) == 2
+    assert len(instance_ids(moto_url)) == 2
     # Held once: the next request goes straight through.
     run_instance(proxy.url, "token-c")

@@ -139,3 +139,9 @@ def test_every_explained_launch_error_is_one_sentence_with_a_way_out():
     for code, text in errors.items():
         assert text.strip().endswith("."), code
         assert ":" in text, f"{code}: say what to do after the colon"
+
+
+def test_a_launch_reads_the_offerings_of_the_type_and_its_alternatives():
+    assert catalog.offering_candidates("p3.2xlarge", FAMILIES, QUOTAS)[:2] == ["p3.2xlarge", "g4dn.xlarge"]
+    assert catalog.offering_candidates("", FAMILIES, QUOTAS)[0] == "g5.xlarge"
+    assert catalog.quota_patterns(QUOTAS) == {"L-DB2E81BA": "^(g|vt)", "L-417A185B": "^p"}

@@ -430,20 +430,16 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
     result["terminate_ids"] = instance_ids
     for instance in sorted(box.instances, key=lambda i: i["instance_id"]):
         result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']})")
-    for group in box.own_groups:
-        users = sorted(set(group.get("used_by", [])) - set(instance_ids))
-        if users:
-            result["kept"].append(f"Kept security group {group['group_id']}: instances {', '.join(users)} still use it.")
-        else:
-            result["delete_security_group_ids"].append(group["group_id"])
-            result["doomed"].append(f"security group {group['group_id']}")
-    for key in box.own_keys:
-        users = sorted(set(key.get("used_by", [])) - set(instance_ids))
-        if users:
-            result["kept"].append(f"Kept key pair {key['name']}: instances {', '.join(users)} still use it.")
-        else:
-            result["delete_key_names"].append(key["name"])
-            result["doomed"].append(f"key pair {key['name']}")
+    # The security group and key pair go with the box, unless an instance that is not the box's still uses them.
+    for what, resources, field, ids in (("security group", box.own_groups, "group_id", "delete_security_group_ids"),
+                                        ("key pair", box.own_keys, "name", "delete_key_names")):
+        for resource in resources:
+            users = sorted(set(resource.get("used_by", [])) - set(instance_ids))
+            if users:
+                result["kept"].append(f"Kept {what} {resource[field]}: instances {', '.join(users)} still use it.")
+            else:
+                result[ids].append(resource[field])
+                result["doomed"].append(f"{what} {resource[field]}")
     for volume in box.data_volumes:
         if delete_data:
             result["delete_volume_ids"].append(volume["id"])
