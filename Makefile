@@ -11,7 +11,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 # Settings given on the make command line become -e settings; ARGS passes anything else.
-SETTINGS := type name os ami confirm delete_data resize substitute allow_other_owner all_boxes
+SETTINGS := type name os ami confirm delete_data resize substitute allow_other_owner adopt all_boxes
 EXTRA := $(foreach v,$(SETTINGS),$(if $($(v)),-e $(v)=$($(v))))
 ARGS ?=
 

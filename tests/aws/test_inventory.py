@@ -35,7 +35,8 @@ def test_inventory_lists_only_gpubox_boxes_with_their_record(gpubox, aws):
     known_hosts = f"{gpubox.home}/.ssh/gpubox.d/alpha.known_hosts"
     assert _login(gpubox, "gpubox-alpha") == [
         alpha["PublicIpAddress"], "22", "ubuntu",
-        f"-o HostKeyAlias=gpubox-alpha -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}"]
+        f"-o HostKeyAlias=gpubox-alpha.{alpha['InstanceId']} -o StrictHostKeyChecking=accept-new "
+        f"-o UserKnownHostsFile={known_hosts}"]
 
 
 def test_ssh_overrides_reach_boxes_found_by_the_inventory(gpubox, aws):

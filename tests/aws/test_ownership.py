@@ -9,7 +9,9 @@ import pytest
 
 from conftest import MY_CIDR, _free_port
 
-MOTO_USER = "arn:aws:sts::123456789012:user/moto"  # the identity of moto's default credentials
+# The identity of moto's default credentials: its user id, and its ARN.
+MOTO_USER = "arn:aws:sts::123456789012:user/moto"
+MOTO_OWNER = f"AKIAIOSFODNN7EXAMPLE ({MOTO_USER})"
 
 
 def launch_all(gpubox, *names):
@@ -61,8 +63,8 @@ def test_another_owners_box_of_the_same_name_is_refused_and_left_as_it_is(gpubox
     ]:
         result = gpubox.run(playbook, env=alice, **settings)
         assert result.rc != 0
-        assert result.said(f"Box 'gpubox' in us-east-1 belongs to {MOTO_USER}",
-                           "not to you (arn:aws:iam::123456789012:user/alice)", "-e allow_other_owner=true"), result.text
+        assert result.said(f"Box 'gpubox' in us-east-1 belongs to {MOTO_OWNER}, not to you (",
+                           "arn:aws:iam::123456789012:user/alice)", "-e allow_other_owner=true"), result.text
     assert aws.snapshot() == before and aws.groups()[0]["IpPermissions"] == rules
     assert aws.instance()["State"]["Name"] == "running"
 
@@ -85,10 +87,11 @@ def test_what_gpubox_creates_carries_its_owner(gpubox, aws):
         assert (tags["gpubox:managed-by"], tags["gpubox:owner"], tags["gpubox:owner-arn"]) == ("gpubox", owner, MOTO_USER)
 
 
-def test_two_launches_at_once_make_one_box(gpubox, aws, proxy):
-    # The box exists but for its instance (terminated by hand): both runs plan the same instance.
-    assert gpubox.launch().rc == 0
-    aws.ec2.terminate_instances(InstanceIds=[aws.instance()["InstanceId"]])
+@pytest.mark.parametrize("start", ["from nothing", "with the instance gone"])
+def test_two_launches_at_once_make_one_box(gpubox, aws, proxy, start):
+    if start == "with the instance gone":  # terminated by hand: both runs plan the same new instance
+        assert gpubox.launch().rc == 0
+        aws.ec2.terminate_instances(InstanceIds=[aws.instance()["InstanceId"]])
     # Both requests reach EC2 before either is answered, as when two terminals run launch at the same moment.
     proxy.hold("RunInstances", 2, timeout=60)
     first_call = len(proxy.calls)
@@ -102,10 +105,13 @@ def test_two_launches_at_once_make_one_box(gpubox, aws, proxy):
         run.start()
     for run in runs:
         run.join(600)
-    assert proxy.calls[first_call:].count(("ec2", "RunInstances")) == 2 and proxy.idempotent_replays == 1
+    # Both asked EC2 for the instance (and from nothing, for the data volume too), with the same tokens.
+    assert proxy.calls[first_call:].count(("ec2", "RunInstances")) == 2
+    assert proxy.idempotent_replays == (2 if start == "from nothing" else 1)
     [instance] = aws.instances()
     [volume] = aws.data_volumes()
     assert volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
+    assert len(aws.keys()) == len(aws.groups()) == 1
     assert [r.rc for r in results] == [0, 0], [r.text for r in results]
 
 
@@ -157,3 +163,22 @@ def test_a_new_address_replaces_the_ssh_rule_and_nothing_else(gpubox, aws):
     assert [r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]] == ["198.51.100.9/32"]
     assert gpubox.launch(ssh_cidr="198.51.100.9/32").changed == 0
     assert MY_CIDR not in str(group)
+
+
+def test_a_box_from_before_owner_tags_is_yours_only_once_adopted(gpubox, aws):
+    assert gpubox.launch().rc == 0
+    ids = [aws.instance()["InstanceId"], *(v["VolumeId"] for v in aws.volumes(**{"gpubox:name": "gpubox"})),
+           *(g["GroupId"] for g in aws.groups()), *(k["KeyPairId"] for k in aws.keys())]
+    aws.ec2.delete_tags(Resources=ids, Tags=[{"Key": "gpubox:owner"}, {"Key": "gpubox:owner-arn"}])
+
+    refused = gpubox.run("stop.yml")
+    assert refused.rc != 0 and refused.said("belongs to nobody (no gpubox:owner tag", "-e adopt=true"), refused.text
+    assert aws.instance()["State"]["Name"] == "running"
+
+    adopted = gpubox.run("stop.yml", adopt=True)
+    assert adopted.rc == 0, adopted.text
+    assert aws.instance()["State"]["Name"] == "stopped"
+    owners = [aws.tags(r).get("gpubox:owner") for r in [aws.instance(), *aws.volumes(**{"gpubox:name": "gpubox"}),
+                                                         *aws.groups(), *aws.keys()]]
+    assert owners == ["AKIAIOSFODNN7EXAMPLE"] * 5
+    assert gpubox.run("start.yml").rc == 0

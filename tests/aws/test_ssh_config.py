@@ -35,8 +35,8 @@ def test_launch_writes_a_host_block_that_ssh_uses(gpubox, aws):
     assert seen["localforward"] == "8888 [localhost]:8888"
     assert seen["stricthostkeychecking"] == "accept-new"
     assert seen["userknownhostsfile"] == f"{ssh}/gpubox.d/gpubox.known_hosts"
-    # The host key is filed under the box's name, not its address, which changes on every start.
-    assert seen["hostkeyalias"] == "gpubox-gpubox"
+    # The host key is filed under the box's name and instance, not its address, which changes on every start.
+    assert seen["hostkeyalias"] == f"gpubox-gpubox.{aws.instance()['InstanceId']}"
     assert ssh_settings(gpubox.home, "old")["hostname"] == "192.0.2.1"
 
     again = gpubox.launch()
@@ -71,3 +71,16 @@ def test_ssh_config_write_false_leaves_the_ssh_config_alone(gpubox, aws):
     assert gpubox.launch(ssh_config_write=False).rc == 0
     assert not (gpubox.home / ".ssh/config").exists()
     assert not (gpubox.home / ".ssh/gpubox.d").exists()
+
+
+def test_a_box_of_the_same_name_in_another_region_keeps_its_block(gpubox, aws):
+    assert gpubox.launch(name="lab").rc == 0
+    west = gpubox.launch(name="lab", env={"AWS_REGION": "us-west-2"})
+    assert west.rc == 0, west.text
+    # One `ssh gpubox-lab`: the last launch's. Removing the other region's box leaves it.
+    west_ip = aws.in_region("us-west-2").instance("lab")["PublicIpAddress"]
+    assert ssh_settings(gpubox.home, "gpubox-lab")["hostname"] == west_ip
+    assert gpubox.run("teardown.yml", name="lab", confirm=True).rc == 0
+    assert ssh_settings(gpubox.home, "gpubox-lab")["hostname"] == west_ip
+    assert gpubox.run("teardown.yml", name="lab", confirm=True, env={"AWS_REGION": "us-west-2"}).rc == 0
+    assert not (gpubox.home / ".ssh/gpubox.d/lab.conf").exists()

@@ -79,8 +79,9 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     url = line_after(first, "Open JupyterLab:")
     key = gpubox.home / ".ssh" / "id_ed25519"
     assert tunnel.startswith(f"ssh -i {key} -p {settings['ssh_port']} ")
-    # The host key Ansible accepted is filed under the box's name: the tunnel checks it, whatever the address.
-    assert f"-o HostKeyAlias=gpubox-{NAME} " in tunnel
+    # The host key Ansible accepted is filed under the box's name and instance: the tunnel checks it, whatever the
+    # address.
+    assert f"-o HostKeyAlias=gpubox-{NAME}.{instance['InstanceId']} " in tunnel
     assert tunnel.endswith(f"-o ExitOnForwardFailure=yes -N -L {settings['tunnel_port']}:localhost:8888 ubuntu@127.0.0.1")
     assert url.startswith(f"http://127.0.0.1:{settings['tunnel_port']}/lab?token=")
     token = url.split("token=", 1)[1]

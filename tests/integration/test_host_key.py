@@ -1,4 +1,4 @@
-"""A box's host key is pinned by the box's name, not its address: a changed key is refused for real.
+"""A box's host key is pinned by the box's name and instance, not its address: a changed key is refused for real.
 
 A stopped box comes back with a new public IP. With known_hosts keyed by address and StrictHostKeyChecking
 accept-new, any key was then accepted at the new address. Here a stand-in box (a systemd container with sshd)
@@ -55,7 +55,8 @@ def test_a_changed_host_key_is_refused_at_the_boxs_new_address(tmp_path):
         known_hosts = home / ".ssh" / "gpubox.d" / f"{NAME}.known_hosts"
         assert len(known_hosts.read_text().splitlines()) == 1
         # ssh-keygen -F finds an entry whether or not the names are hashed (HashKnownHosts).
-        assert run("ssh-keygen", "-F", f"gpubox-{NAME}", "-f", str(known_hosts), check=False).returncode == 0
+        alias = f"gpubox-{NAME}.{aws.instance(NAME)['InstanceId']}"
+        assert run("ssh-keygen", "-F", alias, "-f", str(known_hosts), check=False).returncode == 0
         assert run("ssh-keygen", "-F", f"[127.0.0.1]:{before}", "-f", str(known_hosts), check=False).returncode != 0
         assert ssh_alias(gpubox).returncode == 0
 
@@ -70,10 +71,11 @@ def test_a_changed_host_key_is_refused_at_the_boxs_new_address(tmp_path):
         alias = ssh_alias(gpubox)
         assert alias.returncode != 0 and any(m in alias.stderr for m in CHANGED), alias.stderr
 
-        # A new instance of the box (the old one terminated by hand) has a new key: launch forgets the old one.
+        # A new instance of the box (the old one terminated by hand, even by a launch interrupted before it could
+        # tidy up) has a new key, filed under its own instance id: the old entry stays, and no longer matters.
         aws.ec2.terminate_instances(InstanceIds=[aws.instance(NAME)["InstanceId"]])
         again = gpubox.run("launch.yml", ssh_port=after, **settings)
         assert again.rc == 0, again.text
-        assert not known_hosts.exists()
         assert ansible_ping(gpubox, after).returncode == 0
         assert ssh_alias(gpubox).returncode == 0
+        assert len(known_hosts.read_text().splitlines()) == 2

@@ -41,8 +41,8 @@ def decide(action, resource, context, path=POLICY):
 
     A small evaluator for the policy's own vocabulary: Action and Resource with wildcards, and Condition with
     StringEquals on keys such as aws:RequestTag/K, aws:ResourceTag/K and ec2:CreateAction, where a value may be
-    the policy variable ${aws:userid} (context["aws:userid"]). Any other operator is an error, so a policy that
-    grows one cannot pass unread.
+    the policy variable ${aws:userid} (context["aws:userid"]), Null, and ForAllValues:StringEquals on a list
+    key (aws:TagKeys). Any other operator is an error, so a policy that grows one cannot pass unread.
     """
     for statement in statements(path):
         if statement["Effect"] != "Allow" or "NotAction" in statement or "NotResource" in statement:
@@ -58,9 +58,11 @@ def decide(action, resource, context, path=POLICY):
 
 
 def _holds(operator, key, wanted, context):
+    values = [str(w).replace("${aws:userid}", context["aws:userid"]) for w in _as_list(wanted)]
+    if operator == "Null":  # "true": the key is absent from the request
+        return (key not in context) == (values == ["true"])
+    if operator == "ForAllValues:StringEquals":  # every value of a list key (aws:TagKeys) is among these
+        return all(v in values for v in _as_list(context.get(key, [])))
     if operator != "StringEquals":
         raise ValueError(f"unsupported condition operator {operator}")
-    if key not in context:
-        return False
-    values = [w.replace("${aws:userid}", context["aws:userid"]) for w in _as_list(wanted)]
-    return context[key] in values
+    return key in context and context[key] in values

@@ -142,6 +142,11 @@ def test_the_quota_is_not_read_for_a_box_that_already_runs_with_its_type():
 TOKEN = {"owner": "AIDAME", "name": "lab", "resource": "instance", "generation": 3}
 PARAMS = {"ImageId": "ami-1", "InstanceType": "g5.xlarge",
           "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "gpubox:name", "Value": "lab"}]}]}
+BOX_TAGS = [{"Key": "gpubox:managed-by", "Value": "gpubox"}, {"Key": "gpubox:name", "Value": "lab"},
+            {"Key": "gpubox:owner", "Value": "AIDAME"}]
+LIVE_OF_BOX = {"Filters": [MANAGED, {"Name": "tag:gpubox:name", "Values": ["lab"]},
+                           {"Name": "tag:gpubox:owner", "Values": ["AIDAME"]},
+                           {"Name": "instance-state-name", "Values": list(identity.LIVE_STATES)}]}
 
 
 def expect_run(stub, generation, answer=None, error=None):
@@ -155,9 +160,13 @@ def expect_run(stub, generation, answer=None, error=None):
         stub.add_response("run_instances", {"Instances": [{"InstanceId": answer}]}, expected)
 
 
-def expect_state(stub, iid, state):
-    stub.add_response("describe_instances", {"Reservations": [{"Instances": [{"InstanceId": iid, "State": {"Name": state}}]}]},
-                      {"InstanceIds": [iid]})
+def expect_state(stub, iid, state, tags=BOX_TAGS):
+    stub.add_response("describe_instances", {"Reservations": [{"Instances": [
+        {"InstanceId": iid, "State": {"Name": state}, "Tags": tags}]}]}, {"InstanceIds": [iid]})
+
+
+def create_instance(ec2):
+    return create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"], sleep=lambda s: None)
 
 
 def test_the_first_generation_creates_the_instance():
@@ -165,7 +174,7 @@ def test_the_first_generation_creates_the_instance():
     with Stubber(ec2) as stub:
         expect_run(stub, 3, answer="i-new")
         expect_state(stub, "i-new", "pending")
-        assert create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"]) == ("i-new", 3)
+        assert create_instance(ec2) == ("i-new", 3)
 
 
 def test_a_token_spent_on_a_terminated_instance_moves_to_the_next_generation():
@@ -175,23 +184,58 @@ def test_a_token_spent_on_a_terminated_instance_moves_to_the_next_generation():
         expect_state(stub, "i-old", "terminated")
         expect_run(stub, 4, answer="i-new")
         expect_state(stub, "i-new", "pending")
-        assert create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"]) == ("i-new", 4)
+        assert create_instance(ec2) == ("i-new", 4)
 
 
-def test_a_spent_token_with_other_settings_moves_on_unless_that_instance_lives():
+def test_an_answer_that_is_not_the_box_is_refused():
     ec2 = client("ec2")
-    live_filter = {"Filters": [MANAGED, {"Name": "tag:gpubox:name", "Values": ["lab"]},
-                               {"Name": f"tag:{identity.GENERATION}", "Values": ["3"]},
-                               {"Name": "instance-state-name", "Values": list(identity.LIVE_STATES)}]}
+    with Stubber(ec2) as stub:
+        expect_run(stub, 3, answer="i-theirs")
+        expect_state(stub, "i-theirs", "running", tags=[{"Key": "gpubox:name", "Value": "lab"}])
+        with pytest.raises(create.Refused, match="EC2 answered with i-theirs, which is not box 'lab'"):
+            create_instance(ec2)
+
+
+def test_a_spent_token_with_other_settings_moves_on_only_when_no_instance_of_the_box_shows_up():
+    ec2 = client("ec2")
     with Stubber(ec2) as stub:
         expect_run(stub, 3, error="IdempotentParameterMismatch")
-        stub.add_response("describe_instances", {"Reservations": []}, live_filter)
+        for _ in range(create.MISMATCH_POLLS):  # EC2 lists a new instance late: it looks several times
+            stub.add_response("describe_instances", {"Reservations": []}, LIVE_OF_BOX)
         expect_run(stub, 4, answer="i-new")
         expect_state(stub, "i-new", "pending")
-        assert create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"]) == ("i-new", 4)
+        assert create_instance(ec2) == ("i-new", 4)
 
     with Stubber(ec2) as stub:
         expect_run(stub, 3, error="IdempotentParameterMismatch")
-        stub.add_response("describe_instances", {"Reservations": [{"Instances": [{"InstanceId": "i-twin"}]}]}, live_filter)
-        with pytest.raises(RuntimeError, match="Another run created box 'lab' at the same time with other settings"):
-            create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"])
+        stub.add_response("describe_instances", {"Reservations": []}, LIVE_OF_BOX)
+        stub.add_response("describe_instances", {"Reservations": [{"Instances": [{"InstanceId": "i-twin"}]}]},
+                          LIVE_OF_BOX)
+        with pytest.raises(create.Refused, match=r"Another run created box 'lab' at the same time .*\(i-twin\)"):
+            create_instance(ec2)
+
+
+def test_a_key_pair_or_group_made_meanwhile_is_used_only_when_it_is_the_boxs():
+    ec2 = client("ec2")
+    key = {"KeyName": "gpubox-lab", "TagSpecifications": []}
+    lookup = {"Filters": [{"Name": "key-name", "Values": ["gpubox-lab"]}]}
+    with Stubber(ec2) as stub:
+        stub.add_client_error("import_key_pair", service_error_code="InvalidKeyPair.Duplicate")
+        stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "gpubox-lab", "Tags": BOX_TAGS}]}, lookup)
+        assert create.create_named(ec2, "key_pair", TOKEN, key, b"ssh-ed25519 AAAA me") == ("gpubox-lab", False)
+    with Stubber(ec2) as stub:
+        stub.add_client_error("import_key_pair", service_error_code="InvalidKeyPair.Duplicate")
+        stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "gpubox-lab", "Tags": [
+            {"Key": "gpubox:managed-by", "Value": "gpubox"}, {"Key": "gpubox:name", "Value": "lab"},
+            {"Key": "gpubox:owner", "Value": "AIDAALICE"}]}]}, lookup)
+        with pytest.raises(create.Refused, match="A key pair named gpubox-lab appeared since gpubox looked"):
+            create.create_named(ec2, "key_pair", TOKEN, key, b"ssh-ed25519 AAAA me")
+
+    group = {"GroupName": "gpubox-lab", "Description": "d", "VpcId": "vpc-1", "TagSpecifications": []}
+    with Stubber(ec2) as stub:
+        stub.add_client_error("create_security_group", service_error_code="InvalidGroup.Duplicate")
+        stub.add_response("describe_security_groups", {"SecurityGroups": [
+            {"GroupId": "sg-mine", "GroupName": "gpubox-lab", "Tags": BOX_TAGS}]},
+            {"Filters": [{"Name": "group-name", "Values": ["gpubox-lab"]}, {"Name": "vpc-id", "Values": ["vpc-1"]}]})
+        # Used as it is: its rules are the other run's business.
+        assert create.create_named(ec2, "security_group", TOKEN, group, ingress=[{"IpProtocol": "tcp"}]) == ("sg-mine", False)

@@ -76,7 +76,8 @@ def found(**parts):
                    "ami-0bbbbbbbbbbbbbbbb": {"architecture": "arm64", "root_device_name": "/dev/xvda"}},
         "quotas": {"L-DB2E81BA": {"value": 64.0, "error": ""}, "L-417A185B": {"value": 192.0, "error": ""}},
         "running_vcpus": {"L-DB2E81BA": 0, "L-417A185B": 0},
-        "public_key": {"exists": True}, "public_ip": "198.51.100.23",
+        "public_key": {"path": "/home/me/.ssh/id_ed25519.pub", "exists": True, "valid": True},
+        "public_ip": "198.51.100.23",
     }
     base.update(parts)
     return base
@@ -107,7 +108,7 @@ def refused(result, *fragments):
 # --- Names reach only their own box (finding 1)
 
 @pytest.mark.parametrize("action", ["launch", "stop", "start", "teardown", "find"])
-@pytest.mark.parametrize("name", ["x*", "lab?", "*", "My Box", "-x", "a" * 40, "box_1", "UPPER", "lab\\*", ""])
+@pytest.mark.parametrize("name", ["x*", "lab?", "*", "My Box", "-x", "a" * 40, "box_1", "UPPER", "lab\\*", "", "abc\n"])
 def test_a_name_that_is_not_a_box_name_is_refused_by_every_command(action, name):
     if action == "find" and name == "":
         pytest.skip("find without a name means: your one running box")
@@ -143,31 +144,62 @@ def test_only_the_data_volume_is_deleted_never_the_root_volume():
 
 # --- One box, one owner (finding 4)
 
-OTHERS = {
-    "instance": dict(instances=[instance(owner=ALICE)]),
-    "volume": dict(volumes=[volume(owner=ALICE)]),
-    "security group": dict(security_groups=[group(owner=ALICE)]),
-    "key pair": dict(key_pairs=[key(owner=ALICE)]),
-}
+ALICES = "belongs to AIDAALICE (arn:aws:iam::123456789012:user/alice), not to you (AIDAME, arn:aws:iam::123456789012:user/me)"
 
 
 @pytest.mark.parametrize("action", ["launch", "stop", "start", "teardown", "find"])
-@pytest.mark.parametrize("what", sorted(OTHERS))
-def test_a_box_of_another_owner_is_refused_with_the_owner_named(action, what):
-    result = plan(action, found(**OTHERS[what]))
-    refused(result, "belongs to arn:aws:iam::123456789012:user/alice", "not to you (arn:aws:iam::123456789012:user/me)",
-            "-e allow_other_owner=true", "status.yml")
+def test_a_box_of_another_owner_is_refused_with_the_owner_named(action):
+    refused(plan(action, found(instances=[instance(owner=ALICE)])), ALICES, "-e allow_other_owner=true", "status.yml")
 
 
-def test_a_box_without_an_owner_tag_is_not_taken_for_yours():
-    legacy = instance()
-    del legacy["tags"][identity.OWNER], legacy["tags"][identity.OWNER_ARN]
-    refused(plan("teardown", found(instances=[legacy])), "belongs to nobody (no gpubox:owner tag)")
+@pytest.mark.parametrize("what", ["security_groups", "key_pairs"])
+def test_a_launch_refuses_a_name_another_owner_holds(what):
+    resource = group(owner=ALICE) if what == "security_groups" else key(owner=ALICE)
+    refused(plan("launch", found(**{what: [resource]})), ALICES)
+    # Nothing else acts on them: stop finds no box of yours, teardown leaves them be, and says so.
+    gone = plan("teardown", found(**{what: [resource]}))
+    assert gone["changes"] == [] and "it is not yours (owner AIDAALICE (" in gone["kept"][0]
+
+
+def test_another_owners_volume_of_the_same_name_is_never_looked_at():
+    # A decoy, or another owner's kept volume: your launch makes your own, your teardown does not see it.
+    decoy = volume(owner={"user_id": "AIDAEVE", "arn": ME["arn"]})
+    result = plan(what=found(volumes=[decoy]))
+    assert result["problems"] == [] and "create_volume" in result["changes"]
+    assert plan("teardown", found(volumes=[decoy]), delete_data=True)["delete_volume_ids"] == []
+    # Its owner-arn tag claims to be yours; the owner that counts (and that IAM enforces) is the user id.
+    refused(plan("stop", found(instances=[instance(owner={"user_id": "AIDAEVE", "arn": ME["arn"]})])),
+            f"belongs to AIDAEVE ({ME['arn']}), not to you (AIDAME, {ME['arn']})")
+
+
+def test_a_box_without_an_owner_tag_is_not_taken_for_yours_unless_adopted():
+    legacy = instance(volume="vol-data")
+    legacy_volume = volume(attached_to="i-0001")
+    for resource in (legacy, legacy_volume):
+        del resource["tags"][identity.OWNER], resource["tags"][identity.OWNER_ARN]
+    old = found(instances=[legacy], volumes=[legacy_volume])
+    refused(plan("teardown", old), "belongs to nobody (no gpubox:owner tag: an older gpubox made it)", "-e adopt=true")
+    adopted = plan("stop", old, adopt=True)
+    assert adopted["problems"] == [] and adopted["changes"] == ["stop"]
+    assert adopted["adopt"] == {"ids": ["i-0001", "vol-data"],
+                                "tags": {identity.OWNER: "AIDAME", identity.OWNER_ARN: ME["arn"]}}
+    # Adopting never takes another owner's box.
+    refused(plan("stop", found(instances=[instance(owner=ALICE)]), adopt=True), ALICES)
 
 
 def test_another_owners_box_can_be_acted_on_on_purpose():
     result = plan("stop", found(instances=[instance(owner=ALICE)]), allow_other_owner=True)
-    assert result["problems"] == [] and result["changes"] == ["stop"]
+    assert result["problems"] == [] and result["changes"] == ["stop"] and result["adopt"] == {}
+
+
+@pytest.mark.parametrize("action", ["launch", "stop", "teardown", "find"])
+def test_a_session_name_that_botocore_made_up_is_refused(action):
+    caller = {"user_id": "AROAROLE:botocore-session-1796148867", "account": "123456789012",
+              "arn": "arn:aws:sts::123456789012:assumed-role/lab/botocore-session-1796148867"}
+    refused(plan(action, found(caller=caller)), "botocore names each session botocore-session-<time>",
+            "role_session_name = YOUR-NAME", "~/.aws/config")
+    named = {**caller, "user_id": "AROAROLE:me@example.com"}
+    assert plan("launch", found(caller=named))["problems"] == []
 
 
 def test_new_resources_carry_the_callers_owner():
@@ -177,8 +209,9 @@ def test_new_resources_carry_the_callers_owner():
         given = {t["Key"]: t["Value"] for t in spec["Tags"]}
         assert given[identity.OWNER] == "AIDAME" and given[identity.OWNER_ARN] == ME["arn"]
         assert given[identity.MANAGED_BY] == "gpubox" and given[identity.NAME] == "lab"
-    assert result["create"]["key"]["tags"][identity.OWNER] == "AIDAME"
-    assert result["create"]["security_group"]["tags"][identity.OWNER] == "AIDAME"
+    for what in ("key", "security_group"):
+        [spec] = result["create"][what]["params"]["TagSpecifications"]
+        assert {t["Key"]: t["Value"] for t in spec["Tags"]}[identity.OWNER] == "AIDAME"
 
 
 # --- What a launch creates and changes
@@ -186,8 +219,7 @@ def test_new_resources_carry_the_callers_owner():
 def test_a_new_box_is_created_whole_and_locked_down():
     result = plan()
     assert result["problems"] == []
-    assert result["changes"] == ["import_key", "create_security_group", "create_volume", "run_instance",
-                                 "reset_known_hosts", "attach_volume"]
+    assert result["changes"] == ["import_key", "create_security_group", "create_volume", "run_instance", "attach_volume"]
     params = result["create"]["instance"]["params"]
     assert params["InstanceType"] == "g5.xlarge" and params["ImageId"] == AMI and params["SubnetId"] == "subnet-a"
     assert params["MetadataOptions"]["HttpTokens"] == "required"
@@ -196,8 +228,10 @@ def test_a_new_box_is_created_whole_and_locked_down():
         "VolumeSize": 100, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}}]
     data = result["create"]["volume"]["params"]
     assert (data["AvailabilityZone"], data["Size"], data["VolumeType"], data["Encrypted"]) == ("us-east-1a", 50, "gp3", True)
-    assert result["create"]["security_group"]["rules"] == [
-        {"proto": "tcp", "ports": [22], "cidr_ip": "203.0.113.7/32", "rule_desc": "SSH from the gpubox user"}]
+    assert result["create"]["security_group"]["ingress"] == [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [
+        {"CidrIp": "203.0.113.7/32", "Description": "SSH from the gpubox user"}]}]
+    assert result["create"]["security_group"]["params"]["GroupName"] == "gpubox-lab"
+    assert result["create"]["key"]["params"]["KeyName"] == "gpubox-lab"
     record = result["record"]
     assert (record["name"], record["owner"], record["zone"], record["ssh_user"], record["image"]) == \
         ("lab", "AIDAME", "us-east-1a", "ubuntu", "dlami")
@@ -206,6 +240,11 @@ def test_a_new_box_is_created_whole_and_locked_down():
 
 def test_a_missing_public_key_is_generated_first():
     assert plan(what=found(public_key={"exists": False}))["changes"][0] == "generate_ssh_key"
+
+
+def test_a_private_key_given_as_the_public_one_is_refused():
+    wrong = found(public_key={"path": "/home/me/.ssh/id_ed25519", "exists": True, "valid": False})
+    refused(plan(what=wrong), "ssh_public_key /home/me/.ssh/id_ed25519 is not an SSH public key", "never the private key")
 
 
 def test_a_rerun_of_a_box_as_it_should_be_changes_nothing():
@@ -234,7 +273,7 @@ def test_a_stopped_box_is_started_and_a_kept_volume_reattached_in_its_zone():
 
     kept = found(volumes=[volume(zone="us-east-1b")], security_groups=[group()], key_pairs=[key()])
     result = plan(what=kept)
-    assert result["changes"] == ["run_instance", "reset_known_hosts", "attach_volume"]
+    assert result["changes"] == ["run_instance", "attach_volume"]
     assert result["create"]["instance"]["params"]["SubnetId"] == "subnet-b"
     assert result["attach"] == {"volume_id": "vol-data", "device": "/dev/sdf"}
 
@@ -290,7 +329,6 @@ def test_a_box_made_again_gets_a_new_generation():
     gone = instance(state="terminated", generation=3, iid="i-0old")
     result = plan(what=found(instances=[gone]))
     assert result["create"]["instance"]["token"]["generation"] == 4
-    assert "reset_known_hosts" in result["changes"]
 
 
 @pytest.mark.parametrize("action", ["launch", "start", "find"])
@@ -432,6 +470,9 @@ def test_teardown_lists_what_it_removes_and_keeps_the_data():
     result = plan("teardown", current)
     assert result["changes"] == ["terminate", "delete_security_group", "delete_key"]
     assert result["doomed"] == ["instance i-0001 (g5.xlarge)", "security group sg-box", "key pair gpubox-lab"]
+    no_data = plan("teardown", found(instances=[instance()]))
+    assert no_data["doomed"] == ["instance i-0001 (g5.xlarge) and its root disk, where your notebooks are "
+                                 "(the box has no data volume)"]
     assert any("Kept data volume vol-data" in k and "delete_data=true" in k for k in result["kept"])
     wiped = plan("teardown", current, delete_data=True)
     assert wiped["delete_volume_ids"] == ["vol-data"] and "data volume vol-data (50 GiB, your notebooks and data)" in wiped["doomed"]
@@ -454,6 +495,14 @@ def test_configure_without_a_name_takes_your_one_running_box_or_all_when_asked()
             "-e name=NAME", "-e all_boxes=true")
     assert [r["name"] for r in plan("find", found(instances=two), name="", all_boxes=True)["records"]] == ["a", "d"]
     refused(plan("find", found(instances=[]), name=""), "You have no running box")
+    twins = found(instances=[instance("a", iid="i-a1"), instance("a", iid="i-a2")])
+    refused(plan("find", twins, name=""), "Box 'a' has several running instances")
+
+
+def test_a_box_with_two_data_volumes_is_refused_not_guessed():
+    two = found(volumes=[volume(vid="vol-1"), volume(vid="vol-2")])
+    refused(plan(what=two), "Box 'lab' has 2 data volumes (vol-1, vol-2)", "delete-volume")
+    assert plan("teardown", two, delete_data=True)["delete_volume_ids"] == ["vol-1", "vol-2"]
 
 
 def test_status_shows_every_box_with_its_owner():
@@ -462,6 +511,9 @@ def test_status_shows_every_box_with_its_owner():
     assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H"]
     assert lines[1].split() == ["a", "you", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "2h30m", "1.01"]
     assert lines[2].split()[:2] == ["b", "alice"] and lines[2].endswith("0 (disks only)")
+    legacy = instance("c", iid="i-c")
+    del legacy["tags"][identity.OWNER]
+    assert plan("status", found(instances=[legacy]), name="")["lines"][1].split()[:2] == ["c", "nobody"]
     assert plan("status", found(), name="")["lines"] == ["No gpubox boxes in this region."]
 
 

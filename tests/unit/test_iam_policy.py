@@ -73,8 +73,9 @@ def test_instances_launch_only_with_your_own_gpubox_key_and_security_group():
 @pytest.mark.parametrize("resource", [INSTANCE, VOLUME, GROUP, KEY, f"{ARN}:snapshot/snap-0123"])
 def test_tags_are_written_only_while_creating(resource):
     # No way to add gpubox:managed-by (or an owner) to something that exists: not even to your own.
-    for existing in ({}, MINE, ALICES):
-        assert not allowed("ec2:CreateTags", resource, **existing, **tagged("RequestTag", ME))
+    keys = ["gpubox:managed-by", "gpubox:name", "gpubox:owner"]
+    for existing in ({}, MINE, ALICES, LEGACY):
+        assert not allowed("ec2:CreateTags", resource, **existing, **tagged("RequestTag", ME), **{"aws:TagKeys": keys})
     for create in ("RunInstances", "CreateVolume", "CreateSecurityGroup", "ImportKeyPair"):
         assert allowed("ec2:CreateTags", resource, **{"ec2:CreateAction": create})
     assert not allowed("ec2:CreateTags", resource, **{"ec2:CreateAction": "CreateSnapshot"})
@@ -103,3 +104,18 @@ def test_the_aws_suite_would_catch_a_call_the_policy_does_not_allow():
     calls = [("ec2", "DescribeInstances"), ("sts", "GetCallerIdentity"), ("iam", "ListAccountAliases"),
              ("ec2", "DescribeInstanceStatus"), ("ec2", "DescribeVpcAttribute")]
     assert iam.refused(calls) == ["ec2:DescribeInstanceStatus", "ec2:DescribeVpcAttribute", "iam:ListAccountAliases"]
+
+
+@pytest.mark.parametrize("resource", [INSTANCE, VOLUME, GROUP, KEY])
+def test_a_box_from_before_owner_tags_can_be_made_yours_and_nothing_else(resource):
+    claim = {"aws:RequestTag/gpubox:owner": ME, "aws:TagKeys": ["gpubox:owner", "gpubox:owner-arn"]}
+    assert allowed("ec2:CreateTags", resource, **LEGACY, **claim)
+    # Not another owner's, not yours again, not for someone else, not something gpubox did not make.
+    assert not allowed("ec2:CreateTags", resource, **ALICES, **claim)
+    assert not allowed("ec2:CreateTags", resource, **MINE, **claim)
+    assert not allowed("ec2:CreateTags", resource, **LEGACY, **{**claim, "aws:RequestTag/gpubox:owner": ALICE})
+    assert not allowed("ec2:CreateTags", resource, **{"aws:ResourceTag/Name": "gpubox-lab"}, **claim)
+    # Only the owner tags: no name, no managed-by.
+    for extra in ("gpubox:name", "gpubox:managed-by", "Name"):
+        assert not allowed("ec2:CreateTags", resource, **LEGACY,
+                           **{**claim, "aws:TagKeys": ["gpubox:owner", extra]})

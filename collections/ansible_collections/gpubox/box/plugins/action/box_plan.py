@@ -41,14 +41,22 @@ ARGUMENT_SPEC = {
 }
 
 
+PUBLIC_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+
+
 def _public_key(path):
+    """Whether the SSH public key exists and is one (its content is not returned: it could be a private key)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return {"path": path, "exists": True, "content": f.read().strip()}
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(16384).strip()
     except FileNotFoundError:
-        return {"path": path, "exists": False, "content": ""}
+        return {"path": path, "exists": False, "valid": False}
     except OSError as e:
         raise AnsibleActionFail(f"Could not read the SSH public key {path}: {e}") from e
+    fields = text.split()
+    valid = len(text.splitlines()) == 1 and len(fields) >= 2 and fields[0] in PUBLIC_KEY_TYPES
+    return {"path": path, "exists": True, "valid": valid}
 
 
 def _public_ip(url):
@@ -97,7 +105,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         families, quota_groups = load_catalog(args["catalog"])
-        found = gather(args, families, quota_groups)
+        found = gather({**args, "adopt": args["settings"].get("adopt")}, families, quota_groups)
         plan = planner.plan({**args["settings"], "action": args["action"], "name": args["name"]}, found,
                             families, quota_groups, args["images"])
         result.update(changed=False, found=found, plan=plan)

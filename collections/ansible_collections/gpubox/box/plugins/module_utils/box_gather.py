@@ -244,6 +244,8 @@ def gather(client, args, families, quota_groups, now=None):
     if action == "find" and not name:
         action = "find_all"
     reads = READS[action]
+    if args.get("adopt") and name:  # adopting claims every resource of the box, not only those the command uses
+        reads = reads + ("volumes", "security_groups", "key_pairs")
     found = {"action": args["action"], "name": name or "", "region": args.get("region", ""), "errors": [],
              "now": (now or datetime.datetime.now(datetime.timezone.utc)).isoformat()}
 

@@ -24,7 +24,7 @@ LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
 def name_problem(name):
     """'' when name can name a box, else what is wrong and how to fix it."""
-    if isinstance(name, str) and NAME_PATTERN.match(name):
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
         return ""
     return (
         f"name '{name}' is not a valid box name: use 1 to 32 lower-case letters, digits "
@@ -54,6 +54,19 @@ def is_gpubox(tags, name=None):
     """True when the tags say gpubox made the resource (for box `name`, when given), by exact values."""
     tags = tags or {}
     return tags.get(MANAGED_BY) == MANAGER and (name is None or tags.get(NAME) == name)
+
+
+# A role session that botocore named itself (a profile with role_arn and no role_session_name): each connection,
+# and so each run, is another AWS user id.
+GENERATED_SESSION = re.compile(r":botocore-session-\d+$")
+
+
+def owner_label(tags):
+    """Who owns a resource, as its tags say: the user id (enforced by the IAM policy) and the ARN beside it."""
+    owner, arn = (tags or {}).get(OWNER), (tags or {}).get(OWNER_ARN)
+    if not owner:
+        return "nobody (no gpubox:owner tag: an older gpubox made it)"
+    return f"{owner} ({arn})" if arn else owner
 
 
 def client_token(owner, name, resource, generation):

@@ -10,7 +10,11 @@ The plan:
   problems   refusals; when there is one, nothing is changed
   notes      what the user should read (a substituted type, a plain image instead of the DLAMI, ...)
   warnings   what gpubox could not check (an unreadable quota)
-  changes    the changes to make, in order (names below); empty on a re-run that changes nothing
+  changes    the changes to make, in order; empty on a re-run that changes nothing. launch: generate_ssh_key,
+             import_key, create_security_group or update_ssh_rule, create_volume, then stop_for_resize, resize and
+             start, or start, or run_instance; then attach_volume. stop: stop. start: start. teardown: terminate,
+             delete_security_group, delete_key, delete_volume
+  adopt      the ids of the box's resources without an owner tag that adopt=true tags with yours
   record     the box record (see box_record); records for find with several boxes
   create     the parameters of each creation (key pair, security group, data volume, instance)
   ...        per change: the ids it acts on (stop_ids, start_ids, terminate_ids, delete_*)
@@ -27,12 +31,6 @@ from ansible_collections.gpubox.box.plugins.module_utils import box_identity as 
 DATA_DEVICE = "/dev/sdf"
 # An SSH source wider than this, with public addresses in it, needs allow_world_ssh.
 WIDEST_SSH_PREFIX = {4: 16, 6: 48}
-# Resources that launch creates, and the change that creates each.
-CHANGES = (
-    "generate_ssh_key", "import_key", "create_security_group", "update_ssh_rule", "create_volume",
-    "stop_for_resize", "resize", "start", "run_instance", "attach_volume", "reset_known_hosts",
-    "stop", "terminate", "delete_security_group", "delete_key", "delete_volume",
-)
 
 
 # --- Settings that need no AWS answer
@@ -172,34 +170,55 @@ def _live(instances):
     return [i for i in instances if (i.get("state") or {}).get("name") in identity.LIVE_STATES]
 
 
-def _owner_label(tags):
-    return tags.get(identity.OWNER_ARN) or tags.get(identity.OWNER) or "nobody (no gpubox:owner tag)"
-
-
 class _Box:
-    """The resources that carry box `name`'s gpubox tags (exact values), split by owner."""
+    """Box `name`'s resources: those with its gpubox tags (exact values) that are the caller's, and the others.
 
-    def __init__(self, found, name, caller):
+    Yours: gpubox:owner is your user id; with adopt, also a resource without an owner tag (an older gpubox's);
+    with allow_other_owner, any owner's. What belongs to another owner is never touched: a command that would act
+    on it is refused (others_in), and a volume of another owner is not even looked at.
+    """
+
+    def __init__(self, found, name, caller, adopt=False, any_owner=False):
         self.name = name
         self.caller = caller
-        mine = lambda r: identity.is_gpubox(r.get("tags"), name)  # noqa: E731
-        self.instances_all = [i for i in found.get("instances", []) if mine(i)]
+        me = caller.get("user_id")
+
+        def box(r):
+            return identity.is_gpubox(r.get("tags"), name)
+
+        def yours(r):
+            owner = r["tags"].get(identity.OWNER)
+            return any_owner or owner == me or (adopt and not owner)
+
+        instances = [i for i in found.get("instances", []) if box(i)]
+        self.instances_all = [i for i in instances if yours(i)]
         self.instances = _live(self.instances_all)
-        self.volumes = [v for v in found.get("volumes", []) if mine(v) and v.get("state") not in ("deleting", "deleted")]
+        self.other_instances = [i for i in _live(instances) if not yours(i)]
+        self.volumes = [v for v in found.get("volumes", []) if box(v) and yours(v)
+                        and v.get("state") not in ("deleting", "deleted")]
         self.data_volumes = [v for v in self.volumes if v["tags"].get(identity.ROLE) == "data"]
         resource = identity.resource_name(name)
         self.groups = [g for g in found.get("security_groups", []) if g.get("group_name") == resource]
         self.keys = [k for k in found.get("key_pairs", []) if k.get("name") == resource]
-        self.own_groups = [g for g in self.groups if mine(g)]
-        self.own_keys = [k for k in self.keys if mine(k)]
+        self.own_groups = [g for g in self.groups if box(g) and yours(g)]
+        self.own_keys = [k for k in self.keys if box(k) and yours(k)]
+        self.other_groups = [g for g in self.groups if box(g) and not yours(g)]
+        self.other_keys = [k for k in self.keys if box(k) and not yours(k)]
+        # What adopt tags with your owner: the resources of the box that have no owner tag yet.
+        self.ownerless = [r for r in self.instances + self.volumes + self.own_groups + self.own_keys
+                          if not r["tags"].get(identity.OWNER)]
 
-    def resources(self):
-        return self.instances + self.volumes + self.own_groups + self.own_keys
+    def others_in(self, action):
+        """Owners other than you of what `action` would act on: launch the box's name (its instance, key pair and
+        security group), teardown and the rest its instances."""
+        resources = self.other_instances
+        if action == "launch":
+            resources = resources + self.other_groups + self.other_keys
+        return sorted({identity.owner_label(r["tags"]) for r in resources})
 
-    def foreign_owners(self):
-        """Owners other than the caller of any resource of this box (their ARN where known)."""
-        return sorted({_owner_label(r["tags"]) for r in self.resources()
-                       if r["tags"].get(identity.OWNER) != self.caller.get("user_id")})
+
+def _resource_id(resource):
+    return resource.get("instance_id") or resource.get("group_id") or resource.get("id")
 
 
 def _generation(resources):
@@ -215,7 +234,7 @@ def _base(settings):
         "record": {}, "records": [], "create": {}, "doomed": [], "kept": [],
         "stop_ids": [], "start_ids": [], "terminate_ids": [],
         "delete_security_group_ids": [], "delete_key_names": [], "delete_volume_ids": [],
-        "attach": {}, "resize": {}, "lines": [],
+        "attach": {}, "resize": {}, "lines": [], "adopt": {},
     }
 
 
@@ -263,18 +282,32 @@ def plan(settings, found, families, quota_groups, images):
     caller = found.get("caller") or {}
     if action == "status":
         return _plan_status(result, found, families, quota_groups, caller)
+    if identity.GENERATED_SESSION.search(caller.get("user_id", "")):
+        result["problems"].append(
+            f"Your AWS credentials assume a role without a session name of their own ({caller.get('arn')}): botocore "
+            "names each session botocore-session-<time>, so every run, and every step of a run, would be another owner "
+            "of the box. Add role_session_name = YOUR-NAME to that profile in ~/.aws/config, then run this again. "
+            f"{nothing}")
+        return result
     if action == "find" and not name:
         return _plan_find_all(result, settings, found, families, quota_groups, caller)
 
-    box = _Box(found, name, caller)
-    others = box.foreign_owners()
-    if others and not _as_bool(settings.get("allow_other_owner")):
+    adopt = _as_bool(settings.get("adopt"))
+    box = _Box(found, name, caller, adopt=adopt, any_owner=_as_bool(settings.get("allow_other_owner")))
+    others = box.others_in(action)
+    if others:
+        ownerless = any(o.startswith("nobody") for o in others)
         result["problems"].append(
             f"Box '{name}' in {found.get('region')} belongs to {', '.join(others)}, not to you "
-            f"({caller.get('arn', caller.get('user_id', '?'))}). gpubox acts only on your own boxes: choose another name "
-            "with -e name=OTHER (ansible-playbook status.yml lists the boxes and their owners), or, to act on it anyway "
-            f"on purpose, add -e allow_other_owner=true. {nothing}")
+            f"({caller.get('user_id', '?')}, {caller.get('arn', '?')}). gpubox acts only on your own boxes: choose another "
+            "name with -e name=OTHER (ansible-playbook status.yml lists the boxes and their owners), or, to act on it "
+            "anyway on purpose, add -e allow_other_owner=true."
+            + (" If it is yours from before gpubox tagged owners, -e adopt=true tags it with your owner." if ownerless
+               else "") + f" {nothing}")
         return result
+    if box.ownerless:
+        result["adopt"] = {"ids": sorted(_resource_id(r) for r in box.ownerless),
+                           "tags": {identity.OWNER: caller.get("user_id", ""), identity.OWNER_ARN: caller.get("arn", "")}}
 
     planner = {"launch": _plan_launch, "stop": _plan_stop, "start": _plan_start,
                "teardown": _plan_teardown, "find": _plan_find}[action]
@@ -358,7 +391,12 @@ def _plan_find_all(result, settings, found, families, quota_groups, caller):
             if identity.is_gpubox(i.get("tags")) and i["tags"].get(identity.OWNER) == caller.get("user_id")]
     running = sorted((i for i in mine if i["state"]["name"] == "running"), key=lambda i: i["tags"].get(identity.NAME, ""))
     names = [i["tags"].get(identity.NAME, "?") for i in running]
-    if not running:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        result["problems"].append(
+            f"Box '{twice[0]}' has several running instances: gpubox will not pick one. Configure it by name after "
+            f"removing the extra ones (ansible-playbook teardown.yml -e name={twice[0]} lists each one). Nothing was changed.")
+    elif not running:
         result["problems"].append(
             f"You have no running box in {found.get('region')}: launch one with ansible-playbook launch.yml, start one "
             "with ansible-playbook start.yml -e name=NAME, or configure a machine of your own with -i HOST,. "
@@ -371,6 +409,13 @@ def _plan_find_all(result, settings, found, families, quota_groups, caller):
         result["records"] = [_record(i, families, quota_groups) for i in running]
         result["record"] = result["records"][0] if len(running) == 1 else {}
     return result
+
+
+def _owner_short(tags):
+    """The owner in a table: the user name of the ARN in its tags, else its user id, else nobody."""
+    if not tags.get(identity.OWNER):
+        return "nobody"
+    return (tags.get(identity.OWNER_ARN) or tags[identity.OWNER]).rsplit("/", 1)[-1]
 
 
 def status_lines(instances, families, quota_groups, now, caller=None):
@@ -386,7 +431,7 @@ def status_lines(instances, families, quota_groups, now, caller=None):
         owner = inst["tags"].get(identity.OWNER)
         rows.append((
             inst["tags"].get(identity.NAME, "?"),
-            "you" if owner and owner == caller.get("user_id") else _owner_label(inst["tags"]).rsplit("/", 1)[-1],
+            "you" if owner and owner == caller.get("user_id") else _owner_short(inst["tags"]),
             inst["instance_type"],
             f"{entry['gpus']}x {entry['gpu_model'].replace('NVIDIA ', '')}" if entry else "-",
             state,
@@ -429,7 +474,9 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
     instance_ids = sorted(i["instance_id"] for i in box.instances)
     result["terminate_ids"] = instance_ids
     for instance in sorted(box.instances, key=lambda i: i["instance_id"]):
-        result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']})")
+        # Without a data volume, the notebooks are on the root disk, which goes with the instance.
+        disk = "" if box.data_volumes else " and its root disk, where your notebooks are (the box has no data volume)"
+        result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']}){disk}")
     # The security group and key pair go with the box, unless an instance that is not the box's still uses them.
     for what, resources, field, ids in (("security group", box.own_groups, "group_id", "delete_security_group_ids"),
                                         ("key pair", box.own_keys, "name", "delete_key_names")):
@@ -440,6 +487,9 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
             else:
                 result[ids].append(resource[field])
                 result["doomed"].append(f"{what} {resource[field]}")
+    for resource in box.other_groups + box.other_keys:
+        what = f"security group {resource['group_id']}" if "group_id" in resource else f"key pair {resource['name']}"
+        result["kept"].append(f"Kept {what}: it is not yours (owner {identity.owner_label(resource['tags'])}).")
     for volume in box.data_volumes:
         if delete_data:
             result["delete_volume_ids"].append(volume["id"])
@@ -517,6 +567,20 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         result["problems"].append(problem)
         return result
 
+    public_key = found.get("public_key") or {}
+    if public_key.get("exists") and not public_key.get("valid"):
+        result["problems"].append(
+            f"ssh_public_key {public_key.get('path')} is not an SSH public key: pass the .pub file (one line that starts "
+            "with ssh-ed25519, ssh-rsa or ecdsa-sha2-...), never the private key. Nothing was created.")
+        return result
+    if len(box.data_volumes) > 1:
+        ids = ", ".join(v["id"] for v in box.data_volumes)
+        result["problems"].append(
+            f"Box '{box.name}' has {len(box.data_volumes)} data volumes ({ids}), where it should have one: gpubox will not "
+            "pick one. Keep the one with your data and delete the other (aws ec2 delete-volume --volume-id ID), then "
+            "run launch again. Nothing was changed.")
+        return result
+
     resizing = bool(instance) and instance["instance_type"] != itype
     needs_vcpus = entry and (state not in ("pending", "running") or resizing)
     if needs_vcpus:
@@ -526,6 +590,7 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
             return result
 
     caller = found.get("caller") or {}
+    # What gpubox creates is the caller's (with allow_other_owner, the box's owner's: one box, one owner).
     owner = (instance or {}).get("tags", {}).get(identity.OWNER) or caller.get("user_id", "")
     owner_arn = (instance or {}).get("tags", {}).get(identity.OWNER_ARN) or caller.get("arn", "")
     tags = identity.box_tags(box.name, owner, owner_arn)
@@ -537,12 +602,19 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         changes.append("generate_ssh_key")
     if not box.own_keys:
         changes.append("import_key")
-        create["key"] = {"name": resource, "tags": tags}
+        create["key"] = {"token": {"owner": owner, "name": box.name, "resource": "key-pair", "generation": 0},
+                         "params": {"KeyName": resource, "TagSpecifications": [
+                             {"ResourceType": "key-pair", "Tags": _tag_list(tags)}]}}
     group = {"name": resource, "rules": [_rule(cidr)],
              "description": f"gpubox {box.name}: SSH from one address; Jupyter is reached through the SSH tunnel"}
     if not box.own_groups:
         changes.append("create_security_group")
-        create["security_group"] = {**group, "vpc_id": placement["vpc_id"], "tags": tags}
+        create["security_group"] = {
+            "token": {"owner": owner, "name": box.name, "resource": "security-group", "generation": 0},
+            "params": {"GroupName": resource, "Description": group["description"], "VpcId": placement["vpc_id"],
+                       "TagSpecifications": [{"ResourceType": "security-group", "Tags": _tag_list(tags)}]},
+            "ingress": [_permission(cidr)],
+        }
     elif not _rules_match(box.own_groups[0], cidr):
         changes.append("update_ssh_rule")
         create["security_group"] = {**group, "group_id": box.own_groups[0]["group_id"],
@@ -578,7 +650,6 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         result["start_ids"] = [instance["instance_id"]]
     elif not instance:
         changes.append("run_instance")
-        changes.append("reset_known_hosts")
         generation = _generation(box.instances_all)
         instance_tags = {**tags, "Name": resource, "gpubox:ami": image["id"], "gpubox:os": settings["os"],
                          "gpubox:image": image["kind"], "gpubox:ssh-user": image["ssh_user"]}
@@ -625,9 +696,17 @@ def _tag_list(tags):
 
 
 def _rule(cidr):
+    """The one inbound rule, for amazon.aws.ec2_security_group."""
     rule = {"proto": "tcp", "ports": [22], "rule_desc": "SSH from the gpubox user"}
     rule["cidr_ipv6" if ":" in cidr else "cidr_ip"] = cidr
     return rule
+
+
+def _permission(cidr):
+    """The one inbound rule, for AuthorizeSecurityGroupIngress (a new group)."""
+    ranges = ({"Ipv6Ranges": [{"CidrIpv6": cidr, "Description": "SSH from the gpubox user"}]} if ":" in cidr
+              else {"IpRanges": [{"CidrIp": cidr, "Description": "SSH from the gpubox user"}]})
+    return {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}
 
 
 def _rules_match(group, cidr):

@@ -3,31 +3,43 @@
 
 DOCUMENTATION = r"""
 module: ec2_box_create
-short_description: Create a gpubox box's instance or data volume exactly once, with a ClientToken derived from the box
+short_description: Create a gpubox box's key pair, security group, data volume or instance, never taking over one
 description:
+  - Creates only. A key pair or security group of the box's name that appeared since the plan was made is used
+    when it is the box's own (another run of yours at the same time); anything else is a failure that changes
+    nothing. amazon.aws.ec2_key and ec2_security_group would update, re-tag and re-rule what they find.
   - "Calls RunInstances or CreateVolume with a ClientToken derived from the box's owner, name, resource and
     generation (gpubox.box's box_identity.client_token), so that two runs creating the same box at once create
     it once: EC2 answers a repeated token with the first request's resource."
   - amazon.aws.ec2_instance and amazon.aws.ec2_vol send a random token of their own and have no option to set one.
   - A token stays spent for at least a day after its resource is gone. When EC2 answers with a resource that
-    is terminated or deleted, or with IdempotentParameterMismatch and no live resource of that generation
-    exists, the next generation is tried. A live resource of the same generation made with other settings
-    (another run at the same time) is a failure that says so.
+    is terminated or deleted, the next generation is tried. IdempotentParameterMismatch means another request
+    used the token with other settings, a run at the same time or one that is over; only when, for 20 seconds,
+    no live instance or data volume of the box shows up is the next generation tried.
+  - What EC2 answers must carry the box's tags and owner, or the module fails.
   - Waits until the instance runs or the volume is available.
 options:
   resource:
     description: What to create.
     type: str
     required: true
-    choices: [instance, volume]
+    choices: [instance, volume, key_pair, security_group]
   token:
     description: The token's parts, from the plan (gpubox.box.box_plan), C(owner), C(name), C(resource) and C(generation).
     type: dict
     required: true
   params:
-    description: RunInstances or CreateVolume parameters from the plan, in boto3's form.
+    description: RunInstances, CreateVolume, ImportKeyPair or CreateSecurityGroup parameters from the plan, in boto3's form.
     type: dict
     required: true
+  public_key_file:
+    description: The public key to import (key_pair).
+    type: path
+  ingress:
+    description: The inbound rules of a new security group, in boto3's IpPermissions form (security_group).
+    type: list
+    elements: dict
+    default: []
   security_group_ids:
     description: Security groups of the instance (known only once the group exists).
     type: list
@@ -54,7 +66,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 id:
-  description: The instance or volume id.
+  description: The instance, volume or security group id, or the key pair's name.
   returned: success
   type: str
 generation:
@@ -82,10 +94,21 @@ from ansible_collections.gpubox.box.plugins.module_utils import box_identity as 
 # Generations tried past the plan's before giving up (each spent one is a box made and removed within a day).
 MAX_GENERATIONS = 20
 DEAD = {"instance": ("shutting-down", "terminated"), "volume": ("deleting", "deleted", "error")}
+# After IdempotentParameterMismatch: how long to look for the other run's resource (EC2 lists new ones late).
+MISMATCH_POLLS = 4
+POLL_SECONDS = 5
 
 
-class Spent(Exception):
-    """The token of this generation belongs to a resource that is gone."""
+class Refused(Exception):
+    """Creating would take over or duplicate something: nothing was changed."""
+
+
+def _code(error):
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _yours(tags, token):
+    return identity.is_gpubox(tags, token["name"]) and tags.get(identity.OWNER) == token["owner"]
 
 
 def _with_generation(params, generation):
@@ -105,35 +128,51 @@ def _call(client, resource, token, params, security_group_ids):
     return client.create_volume(ClientToken=token, **params)["VolumeId"]
 
 
-def _state(client, resource, resource_id):
+def _described(client, resource, resource_id):
+    """(state, tags) of the instance or volume; a gone one is terminated or deleted."""
     try:
         if resource == "instance":
             reservations = client.describe_instances(InstanceIds=[resource_id])["Reservations"]
-            return reservations[0]["Instances"][0]["State"]["Name"] if reservations else "terminated"
-        volumes = client.describe_volumes(VolumeIds=[resource_id])["Volumes"]
-        return volumes[0]["State"] if volumes else "deleted"
+            found = reservations[0]["Instances"][0] if reservations else None
+            state = found["State"]["Name"] if found else "terminated"
+        else:
+            volumes = client.describe_volumes(VolumeIds=[resource_id])["Volumes"]
+            found = volumes[0] if volumes else None
+            state = found["State"] if found else "deleted"
     except botocore.exceptions.ClientError as e:
-        if e.response.get("Error", {}).get("Code", "").endswith(".NotFound"):
-            return "terminated" if resource == "instance" else "deleted"
+        if _code(e).endswith(".NotFound"):
+            return ("terminated" if resource == "instance" else "deleted"), {}
         raise
+    return state, box_gather.tags_dict((found or {}).get("Tags"))
 
 
-def _live_with_generation(client, resource, token, generation):
-    """Ids of live resources of this box and generation (made by another run with other settings)."""
+def _live_of_box(client, resource, token):
+    """Ids of the box's live instances or data volumes, of this owner, whatever their generation."""
     filters = [{"Name": f"tag:{identity.MANAGED_BY}", "Values": [identity.MANAGER]},
                {"Name": f"tag:{identity.NAME}", "Values": [identity.escape_filter_value(token["name"])]},
-               {"Name": f"tag:{identity.GENERATION}", "Values": [str(generation)]}]
+               {"Name": f"tag:{identity.OWNER}", "Values": [identity.escape_filter_value(token["owner"])]}]
     if resource == "instance":
         filters.append({"Name": "instance-state-name", "Values": list(identity.LIVE_STATES)})
         reservations = client.describe_instances(Filters=filters)["Reservations"]
-        return [i["InstanceId"] for r in reservations for i in r["Instances"]]
+        return sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
     filters.append({"Name": f"tag:{identity.ROLE}", "Values": ["data"]})
-    return [v["VolumeId"] for v in client.describe_volumes(Filters=filters)["Volumes"]
-            if v["State"] not in DEAD["volume"]]
+    return sorted(v["VolumeId"] for v in client.describe_volumes(Filters=filters)["Volumes"]
+                  if v["State"] not in DEAD["volume"])
 
 
-def create_once(client, resource, token, params, security_group_ids=()):
-    """(id, generation): the resource of the first generation whose token is not spent."""
+def _made_meanwhile(client, resource, token, sleep):
+    """The box's live resources that another run made while this one planned (EC2 lists new ones late: look a while)."""
+    for poll in range(MISMATCH_POLLS):
+        if poll:
+            sleep(POLL_SECONDS)
+        live = _live_of_box(client, resource, token)
+        if live:
+            return live
+    return []
+
+
+def create_once(client, resource, token, params, security_group_ids=(), sleep=time.sleep):
+    """(id, generation): the instance or volume of the first generation whose token is not spent."""
     start = int(token["generation"])
     for generation in range(start, start + MAX_GENERATIONS):
         client_token = identity.client_token(token["owner"], token["name"], token["resource"], generation)
@@ -141,19 +180,59 @@ def create_once(client, resource, token, params, security_group_ids=()):
             resource_id = _call(client, resource, client_token, _with_generation(params, generation),
                                 list(security_group_ids))
         except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "IdempotentParameterMismatch":
+            if _code(e) != "IdempotentParameterMismatch":
                 raise
-            live = _live_with_generation(client, resource, token, generation)
+            live = _made_meanwhile(client, resource, token, sleep)
             if live:
-                raise RuntimeError(
-                    f"Another run created box '{token['name']}' at the same time with other settings ({', '.join(live)}). "
-                    "Nothing else was created: wait for it to finish, then run launch again.") from e
+                raise Refused(
+                    f"Another run created box '{token['name']}' at the same time with other settings "
+                    f"({', '.join(live)}). Nothing else was created: run launch again, which uses it.") from e
             continue
-        if _state(client, resource, resource_id) in DEAD[resource]:
+        state, tags = _described(client, resource, resource_id)
+        if state in DEAD[resource]:
             continue
+        if not _yours(tags, token):
+            raise Refused(f"EC2 answered with {resource_id}, which is not box '{token['name']}' of owner "
+                          f"{token['owner']}: nothing was created.")
         return resource_id, generation
-    raise RuntimeError(f"The ClientTokens of {MAX_GENERATIONS} generations of box '{token['name']}' are spent "
-                       "(each is kept by EC2 for a day after its resource is gone): try again tomorrow.")
+    raise Refused(f"The ClientTokens of {MAX_GENERATIONS} generations of box '{token['name']}' are spent "
+                  "(EC2 keeps each for a day after its resource is gone): try again tomorrow.")
+
+
+def _existing(client, resource, params):
+    """The key pair or security group of this name (in this VPC) that exists now, or None."""
+    if resource == "key_pair":
+        filters = [{"Name": "key-name", "Values": [identity.escape_filter_value(params["KeyName"])]}]
+        found = [k for k in client.describe_key_pairs(Filters=filters)["KeyPairs"] if k["KeyName"] == params["KeyName"]]
+        return (found[0]["KeyName"], box_gather.tags_dict(found[0].get("Tags"))) if found else None
+    filters = [{"Name": "group-name", "Values": [identity.escape_filter_value(params["GroupName"])]},
+               {"Name": "vpc-id", "Values": [params["VpcId"]]}]
+    found = [g for g in client.describe_security_groups(Filters=filters)["SecurityGroups"]
+             if g["GroupName"] == params["GroupName"]]
+    return (found[0]["GroupId"], box_gather.tags_dict(found[0].get("Tags"))) if found else None
+
+
+def create_named(client, resource, token, params, public_key=b"", ingress=()):
+    """(id, changed): create the key pair or security group; one of the box's own that a run at the same time made
+    is used as it is; another is a refusal."""
+    try:
+        if resource == "key_pair":
+            client.import_key_pair(PublicKeyMaterial=public_key, **params)
+            return params["KeyName"], True
+        group_id = client.create_security_group(**params)["GroupId"]
+        if ingress:
+            client.authorize_security_group_ingress(GroupId=group_id, IpPermissions=list(ingress))
+        return group_id, True
+    except botocore.exceptions.ClientError as e:
+        if not _code(e).endswith(".Duplicate"):
+            raise
+        existing = _existing(client, resource, params)
+        if existing and _yours(existing[1], token):
+            return existing[0], False
+        what = "key pair" if resource == "key_pair" else "security group"
+        name = params.get("KeyName") or params.get("GroupName")
+        raise Refused(f"A {what} named {name} appeared since gpubox looked, and it is not box '{token['name']}' of "
+                      f"owner {token['owner']}: nothing of it was changed. Run launch again to see whose it is.") from e
 
 
 def wait_until(client, resource, resource_id, timeout):
@@ -166,24 +245,33 @@ def wait_until(client, resource, resource_id, timeout):
 def main():
     module = AnsibleAWSModule(
         argument_spec={
-            "resource": {"type": "str", "required": True, "choices": ["instance", "volume"]},
+            "resource": {"type": "str", "required": True, "choices": ["instance", "volume", "key_pair", "security_group"]},
             "token": {"type": "dict", "required": True},
             "params": {"type": "dict", "required": True},
             "security_group_ids": {"type": "list", "elements": "str", "default": []},
+            "public_key_file": {"type": "path"},
+            "ingress": {"type": "list", "elements": "dict", "default": []},
             "wait_timeout": {"type": "int", "default": 600},
         },
+        required_if=[("resource", "key_pair", ["public_key_file"])],
         supports_check_mode=False,
     )
     client = module.client("ec2")
-    resource = module.params["resource"]
+    resource, params, token = module.params["resource"], module.params["params"], module.params["token"]
     started = time.monotonic()
     try:
-        resource_id, generation = create_once(client, resource, module.params["token"], module.params["params"],
-                                              module.params["security_group_ids"])
-    except RuntimeError as e:
+        if resource in ("key_pair", "security_group"):
+            public_key = b""
+            if resource == "key_pair":
+                with open(module.params["public_key_file"], "rb") as f:
+                    public_key = f.read()
+            resource_id, changed = create_named(client, resource, token, params, public_key, module.params["ingress"])
+            module.exit_json(changed=changed, id=resource_id)
+        resource_id, generation = create_once(client, resource, token, params, module.params["security_group_ids"])
+    except Refused as e:
         module.fail_json(msg=str(e))
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg=f"Could not create the {resource}")
+        module.fail_json_aws(e, msg=f"Could not create the {resource.replace('_', ' ')}")
     result = {"changed": True, "id": resource_id, "generation": generation}
     try:
         wait_until(client, resource, resource_id, max(1, module.params["wait_timeout"] - int(time.monotonic() - started)))
