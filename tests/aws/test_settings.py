@@ -17,7 +17,8 @@ def project_with(tmp_path, setting, value):
     shutil.copytree(REPO, copy, symlinks=True,
                     ignore=shutil.ignore_patterns(".venv", ".git", ".cache", "__pycache__", "tests"))
     settings = copy / "group_vars/all/main.yml"
-    text, count = re.subn(rf"(?m)^gpubox_{setting}: .*$", f"gpubox_{setting}: {value}", settings.read_text())
+    # The setting's line, and the indented lines that continue it.
+    text, count = re.subn(rf"(?m)^gpubox_{setting}: .*(\n  .*)*$", f"gpubox_{setting}: {value}", settings.read_text())
     assert count == 1
     settings.write_text(text)
     return copy
@@ -72,7 +73,7 @@ def test_several_hosts_are_refused_unless_asked_and_the_ssh_overrides_always(mot
     env = {"ANSIBLE_INVENTORY": str(inventory)}
     several = Gpubox(moto_url, home).run("configure.yml", env=env)
     assert several.rc != 0
-    assert several.said("This run would act on 2 hosts (box-a, box-b)", "--limit HOST", "-e all_boxes=true")
+    assert several.said("This run would act on 2 hosts (box-a, box-b)", "--limit HOST", "-e all_boxes=true"), several.messages
 
     result = Gpubox(moto_url, home).run("configure.yml", env=env, all_boxes=True, ssh_host="127.0.0.1",
                                         ssh_port=_free_port())
