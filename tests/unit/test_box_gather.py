@@ -4,6 +4,8 @@ The emulator has no EC2 quotas and ignores ClientTokens, so these decisions are 
 answers AWS documents. Stubber also proves what gpubox sends: a request that was not expected fails.
 """
 
+import datetime
+
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
@@ -72,15 +74,16 @@ def test_security_groups_and_key_pairs_by_their_exact_name():
         stub.add_response("describe_instances", {"Reservations": [{"Instances": [aws_instance("i-9", "other")]}]},
                           {"Filters": [{"Name": "instance.group-id", "Values": ["sg-1"]},
                                        {"Name": "instance-state-name", "Values": list(identity.LIVE_STATES)}]})
-        stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "gpubox-lab", "KeyPairId": "key-1"}]},
-                          {"Filters": [{"Name": "key-name", "Values": ["gpubox-lab"]}]})
+        stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "gpubox-lab", "KeyPairId": "key-1",
+                                                               "PublicKey": "ssh-ed25519 AAAAkey imported@laptop"}]},
+                          {"Filters": [{"Name": "key-name", "Values": ["gpubox-lab"]}], "IncludePublicKey": True})
         groups = gather.read_security_groups(ec2, "lab", with_users=True)
         keys = gather.read_key_pairs(ec2, "lab", with_users=True)
     assert [g["group_id"] for g in groups] == ["sg-1"] and groups[0]["used_by"] == ["i-9"]
     assert groups[0]["ingress"] == [{"protocol": "tcp", "from_port": 22, "to_port": 22, "cidrs": ["203.0.113.7/32"],
                                      "ipv6_cidrs": [], "other": False}]
     # A key pair without gpubox's tags is listed (the planner refuses to take it over) but its users are not read.
-    assert keys == [{"name": "gpubox-lab", "id": "key-1", "fingerprint": "", "tags": {}}]
+    assert keys == [{"name": "gpubox-lab", "id": "key-1", "fingerprint": "", "tags": {}, "public_key": "ssh-ed25519 AAAAkey"}]
 
 
 def test_a_failed_read_is_recorded_for_the_planner_not_raised():
@@ -149,7 +152,11 @@ LIVE_OF_BOX = {"Filters": [MANAGED, {"Name": "tag:gpubox:name", "Values": ["lab"
                            {"Name": "instance-state-name", "Values": list(identity.LIVE_STATES)}]}
 
 
-def expect_run(stub, generation, answer=None, error=None):
+NOW = datetime.datetime.now(datetime.timezone.utc)
+LONG_AGO = NOW - datetime.timedelta(days=1)
+
+
+def expect_run(stub, generation, answer=None, error=None, made=None):
     expected = {"ClientToken": identity.client_token("AIDAME", "lab", "instance", generation), "MinCount": 1,
                 "MaxCount": 1, "ImageId": "ami-1", "InstanceType": "g5.xlarge", "SecurityGroupIds": ["sg-1"],
                 "TagSpecifications": [{"ResourceType": "instance", "Tags": [
@@ -157,7 +164,7 @@ def expect_run(stub, generation, answer=None, error=None):
     if error:
         stub.add_client_error("run_instances", service_error_code=error, expected_params=expected)
     else:
-        stub.add_response("run_instances", {"Instances": [{"InstanceId": answer}]}, expected)
+        stub.add_response("run_instances", {"Instances": [{"InstanceId": answer, "LaunchTime": made or NOW}]}, expected)
 
 
 def expect_state(stub, iid, state, tags=BOX_TAGS):
@@ -180,8 +187,30 @@ def test_the_first_generation_creates_the_instance():
 def test_a_token_spent_on_a_terminated_instance_moves_to_the_next_generation():
     ec2 = client("ec2")
     with Stubber(ec2) as stub:
-        expect_run(stub, 3, answer="i-old")  # EC2 answers a spent token with its instance, now terminated
+        expect_run(stub, 3, answer="i-old", made=LONG_AGO)  # a spent token: EC2 answers with its old instance
         expect_state(stub, "i-old", "terminated")
+        expect_run(stub, 4, answer="i-new")
+        expect_state(stub, "i-new", "pending")
+        assert create_instance(ec2) == ("i-new", 4)
+
+
+def test_a_new_instance_that_ec2_lists_late_is_waited_for_not_taken_for_gone():
+    ec2 = client("ec2")
+    with Stubber(ec2) as stub:
+        expect_run(stub, 3, answer="i-new")
+        stub.add_client_error("describe_instances", service_error_code="InvalidInstanceID.NotFound",
+                              expected_params={"InstanceIds": ["i-new"]})
+        expect_state(stub, "i-new", "pending", tags=[])  # listed, its tags not yet
+        expect_state(stub, "i-new", "pending")
+        assert create_instance(ec2) == ("i-new", 3)
+
+
+def test_an_old_instance_no_longer_listed_is_a_spent_token():
+    ec2 = client("ec2")
+    with Stubber(ec2) as stub:
+        expect_run(stub, 3, answer="i-gone", made=LONG_AGO)
+        stub.add_client_error("describe_instances", service_error_code="InvalidInstanceID.NotFound",
+                              expected_params={"InstanceIds": ["i-gone"]})
         expect_run(stub, 4, answer="i-new")
         expect_state(stub, "i-new", "pending")
         assert create_instance(ec2) == ("i-new", 4)
@@ -190,7 +219,7 @@ def test_a_token_spent_on_a_terminated_instance_moves_to_the_next_generation():
 def test_an_answer_that_is_not_the_box_is_refused():
     ec2 = client("ec2")
     with Stubber(ec2) as stub:
-        expect_run(stub, 3, answer="i-theirs")
+        expect_run(stub, 3, answer="i-theirs", made=LONG_AGO)
         expect_state(stub, "i-theirs", "running", tags=[{"Key": "gpubox:name", "Value": "lab"}])
         with pytest.raises(create.Refused, match="EC2 answered with i-theirs, which is not box 'lab'"):
             create_instance(ec2)

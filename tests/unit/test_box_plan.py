@@ -193,13 +193,18 @@ def test_another_owners_box_can_be_acted_on_on_purpose():
 
 
 @pytest.mark.parametrize("action", ["launch", "stop", "teardown", "find"])
-def test_a_session_name_that_botocore_made_up_is_refused(action):
-    caller = {"user_id": "AROAROLE:botocore-session-1796148867", "account": "123456789012",
-              "arn": "arn:aws:sts::123456789012:assumed-role/lab/botocore-session-1796148867"}
-    refused(plan(action, found(caller=caller)), "botocore names each session botocore-session-<time>",
-            "role_session_name = YOUR-NAME", "~/.aws/config")
-    named = {**caller, "user_id": "AROAROLE:me@example.com"}
-    assert plan("launch", found(caller=named))["problems"] == []
+@pytest.mark.parametrize("session", ["botocore-session-1796148867", "1764612000000000000", "aws-go-sdk-1764612000000000000"])
+def test_a_session_name_made_from_the_clock_is_refused(action, session):
+    caller = {"user_id": f"AROAROLE:{session}", "account": "123456789012",
+              "arn": f"arn:aws:sts::123456789012:assumed-role/lab/{session}"}
+    refused(plan(action, found(caller=caller)), "a session name made from the clock", "role_session_name = YOUR-NAME",
+            "~/.aws/config")
+
+
+@pytest.mark.parametrize("session", ["me@example.com", "alice", "ci-build-42"])
+def test_a_session_name_of_your_own_is_an_owner(session):
+    caller = {"user_id": f"AROAROLE:{session}", "account": "123456789012", "arn": "arn:aws:sts::1:assumed-role/x/y"}
+    assert plan("launch", found(caller=caller))["problems"] == []
 
 
 def test_new_resources_carry_the_callers_owner():
@@ -472,7 +477,11 @@ def test_teardown_lists_what_it_removes_and_keeps_the_data():
     assert result["doomed"] == ["instance i-0001 (g5.xlarge)", "security group sg-box", "key pair gpubox-lab"]
     no_data = plan("teardown", found(instances=[instance()]))
     assert no_data["doomed"] == ["instance i-0001 (g5.xlarge) and its root disk, where your notebooks are "
-                                 "(the box has no data volume)"]
+                                 "(no data volume is attached to it)"]
+    # A data volume that an interrupted launch left unattached: the notebooks are on the root disk all the same.
+    loose = plan("teardown", found(instances=[instance()], volumes=[volume()]))
+    assert "where your notebooks are" in loose["doomed"][0]
+    assert "it was not attached to the box, whose notebooks were on its root disk" in loose["kept"][0]
     assert any("Kept data volume vol-data" in k and "delete_data=true" in k for k in result["kept"])
     wiped = plan("teardown", current, delete_data=True)
     assert wiped["delete_volume_ids"] == ["vol-data"] and "data volume vol-data (50 GiB, your notebooks and data)" in wiped["doomed"]
@@ -535,3 +544,57 @@ def test_a_substituted_box_is_kept_by_the_same_launch_again():
     result = plan(what=current, type="p3.2xlarge", substitute=True)
     assert (result["problems"], result["changes"]) == ([], [])
     refused(plan(what=current, type="p3.2xlarge"), "already exists as a g4dn.xlarge")
+
+
+def test_configure_waits_for_a_data_volume_left_unattached_rather_than_use_the_root_disk():
+    result = plan("find", found(instances=[instance()], volumes=[volume()]))
+    assert result["record"]["volume_id"] == "vol-data"
+
+
+def test_a_kept_data_volume_is_attached_even_when_no_new_one_is_asked_for():
+    kept = found(volumes=[volume()], security_groups=[group()], key_pairs=[key()])
+    result = plan(what=kept, data_volume_size=0)
+    assert "attach_volume" in result["changes"] and result["attach"]["volume_id"] == "vol-data"
+
+
+def test_an_older_gpubox_data_volume_is_not_passed_over_for_a_new_one():
+    old = volume()
+    del old["tags"][identity.OWNER], old["tags"][identity.OWNER_ARN]
+    refused(plan(what=found(volumes=[old])), "has a data volume without an owner tag (vol-data)", "-e adopt=true")
+    adopted = plan(what=found(volumes=[old]), adopt=True)
+    assert adopted["attach"]["volume_id"] == "vol-data" and adopted["adopt"]["ids"] == ["vol-data"]
+
+
+def test_another_owners_key_is_not_adopted_and_yours_is_checked_against_your_public_key():
+    theirs = key()
+    del theirs["tags"][identity.OWNER], theirs["tags"][identity.OWNER_ARN]
+    theirs["matches_public_key"] = False
+    refused(plan(what=found(key_pairs=[theirs]), adopt=True), "Key pair gpubox-lab holds another public key than yours")
+    mine = {**key(), "matches_public_key": False}
+    result = plan(what=found(key_pairs=[mine]))
+    assert result["problems"] == [] and "holds another public key" in result["warnings"][-1]
+
+
+def test_a_public_key_without_its_private_key_is_refused():
+    refused(plan(what=found(private_key_exists=False)), "has no private key beside it", "-e ssh_private_key=PATH")
+
+
+def test_another_owners_instance_of_the_same_name_does_not_block_yours():
+    mallory = {"user_id": "AIDAMAL", "arn": "arn:aws:iam::123456789012:user/mallory"}
+    both = found(instances=[instance(), instance(owner=mallory, iid="i-mal")])
+    result = plan("stop", both)
+    assert result["stop_ids"] == ["i-0001"] and "Left alone: instances of box 'lab' that are not yours (i-mal" in \
+        result["notes"][0]
+
+
+def test_allow_other_owner_acts_for_the_boxs_owner_and_never_mixes_owners():
+    bob = {"user_id": "AIDABOB", "arn": "arn:aws:iam::123456789012:user/bob"}
+    # Alice's kept data volume, Bob's box of the same name: acting on Bob's box leaves Alice's volume alone.
+    parts = found(instances=[instance(owner=bob)], volumes=[volume(owner=ALICE)], security_groups=[group(owner=bob)],
+                  key_pairs=[key(owner=bob)])
+    gone = plan("teardown", parts, allow_other_owner=True, delete_data=True)
+    assert gone["terminate_ids"] == ["i-0001"] and gone["delete_volume_ids"] == []
+    launched = plan("launch", parts, allow_other_owner=True, data_volume_size=0)
+    assert "attach_volume" not in launched["changes"]
+    mixed = found(instances=[instance(owner=bob), instance(owner=ALICE, iid="i-a")])
+    refused(plan("stop", mixed, allow_other_owner=True), "resources of several owners")

@@ -7,6 +7,8 @@ instead of a module process per read. It fails with the plan's problems, before 
 its notes and warnings. See plugins/modules/box_plan.py for its documentation.
 """
 
+import os
+
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.urls import open_url
@@ -30,6 +32,7 @@ ARGUMENT_SPEC = {
     "image_ids": {"type": "list", "elements": "str", "default": []},
     "ip_lookup_url": {"type": "str", "default": ""},
     "public_key": {"type": "path", "default": ""},
+    "private_key": {"type": "path", "default": ""},
     # Set once for the whole AWS half, as module_defaults of the action group gpubox.box.aws.
     "region": {"type": "str", "aliases": ["aws_region"]},
     "endpoint_url": {"type": "str", "aliases": ["aws_endpoint_url"]},
@@ -45,8 +48,9 @@ PUBLIC_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2
                     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 
 
-def _public_key(path):
-    """Whether the SSH public key exists and is one (its content is not returned: it could be a private key)."""
+def _public_key(path, key_pairs):
+    """Whether the SSH public key exists and is one, and whether each key pair holds it. Its content is not
+    returned: the file could hold a private key."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read(16384).strip()
@@ -56,6 +60,9 @@ def _public_key(path):
         raise AnsibleActionFail(f"Could not read the SSH public key {path}: {e}") from e
     fields = text.split()
     valid = len(text.splitlines()) == 1 and len(fields) >= 2 and fields[0] in PUBLIC_KEY_TYPES
+    for key in key_pairs:
+        # What AWS returns is type and key (and the comment it was imported with): compare the first two.
+        key["matches_public_key"] = (key.pop("public_key") == " ".join(fields[:2])) if key.get("public_key") else None
     return {"path": path, "exists": True, "valid": valid}
 
 
@@ -91,7 +98,8 @@ def gather(args, families, quota_groups):
 
     found = box_gather.gather(client, {**args, "region": session.region_name or ""}, families, quota_groups)
     if args["action"] == "launch":
-        found["public_key"] = _public_key(args["public_key"]) if args["public_key"] else {}
+        found["public_key"] = _public_key(args["public_key"], found.get("key_pairs", [])) if args["public_key"] else {}
+        found["private_key_exists"] = bool(args["private_key"]) and os.path.exists(args["private_key"])
         if args["ip_lookup_url"]:
             found["public_ip"], found["public_ip_error"] = _public_ip(args["ip_lookup_url"])
     return found

@@ -21,7 +21,7 @@ except ImportError:  # the action plugin reports the missing dependency
 # What each command reads besides the caller's identity.
 READS = {
     "status": ("all_instances",),
-    "find": ("instances",),
+    "find": ("instances", "volumes"),
     "find_all": ("all_instances",),
     "stop": ("instances", "volumes"),
     "start": ("instances",),
@@ -140,11 +140,11 @@ def read_key_pairs(ec2, name, with_users=False):
     resource = identity.resource_name(name)
     filters = [{"Name": "key-name", "Values": [identity.escape_filter_value(resource)]}]
     keys = []
-    for k in ec2.describe_key_pairs(Filters=filters)["KeyPairs"]:
+    for k in ec2.describe_key_pairs(Filters=filters, IncludePublicKey=True)["KeyPairs"]:
         if k["KeyName"] != resource:
             continue
         key = {"name": k["KeyName"], "id": k.get("KeyPairId", ""), "fingerprint": k.get("KeyFingerprint", ""),
-               "tags": tags_dict(k.get("Tags"))}
+               "tags": tags_dict(k.get("Tags")), "public_key": " ".join(k.get("PublicKey", "").split()[:2])}
         if with_users and identity.is_gpubox(key["tags"], name):
             key["used_by"] = _users(ec2, "key-name", k["KeyName"])
         keys.append(key)

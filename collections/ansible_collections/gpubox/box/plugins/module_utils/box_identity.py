@@ -56,9 +56,10 @@ def is_gpubox(tags, name=None):
     return tags.get(MANAGED_BY) == MANAGER and (name is None or tags.get(NAME) == name)
 
 
-# A role session that botocore named itself (a profile with role_arn and no role_session_name): each connection,
-# and so each run, is another AWS user id.
-GENERATED_SESSION = re.compile(r":botocore-session-\d+$")
+# A role session named by the tool that assumed the role, after the clock: botocore-session-<seconds> (a profile
+# with role_arn and no role_session_name), aws-vault's <nanoseconds>, aws-go-sdk-<nanoseconds>. Each session, and so
+# each run, is another AWS user id.
+GENERATED_SESSION = re.compile(r":(?:[a-z]+-)*\d{9,}$")
 
 
 def owner_label(tags):

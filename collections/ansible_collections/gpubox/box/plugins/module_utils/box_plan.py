@@ -133,6 +133,8 @@ def box_record(instance, families=None, quota_groups=None):
     and how to reach it. With the catalog it also carries the GPUs and the price.
     """
     tags = instance.get("tags") or {}
+    if identity.name_problem(tags.get(identity.NAME)):
+        return {}  # not a box gpubox made: no name to build a host, a path or an SSH option from
     state = instance.get("state") or {}
     record = {
         "name": tags.get(identity.NAME, ""),
@@ -171,35 +173,47 @@ def _live(instances):
 
 
 class _Box:
-    """Box `name`'s resources: those with its gpubox tags (exact values) that are the caller's, and the others.
+    """Box `name`'s resources (those with its gpubox tags, exact values) of the box's owner, and the others.
 
-    Yours: gpubox:owner is your user id; with adopt, also a resource without an owner tag (an older gpubox's);
-    with allow_other_owner, any owner's. What belongs to another owner is never touched: a command that would act
-    on it is refused (others_in), and a volume of another owner is not even looked at.
+    The box's owner is you; with allow_other_owner, the owner of the box's live instance (or, without one, of its
+    key pair and security group): one box, one owner, never a mix. With adopt, a resource without an owner tag (an
+    older gpubox made it) is yours too. What belongs to anyone else is never touched (a volume of another owner is
+    not even looked at); a command with nothing of the owner's to act on says whose the box is instead.
     """
 
     def __init__(self, found, name, caller, adopt=False, any_owner=False):
         self.name = name
         self.caller = caller
-        me = caller.get("user_id")
+        resource = identity.resource_name(name)
 
         def box(r):
             return identity.is_gpubox(r.get("tags"), name)
 
+        instances = [i for i in found.get("instances", []) if box(i)]
+        self.groups = [g for g in found.get("security_groups", []) if g.get("group_name") == resource]
+        self.keys = [k for k in found.get("key_pairs", []) if k.get("name") == resource]
+        named = [r for r in self.groups + self.keys if box(r)]
+        owners_of = (lambda rs: sorted({r["tags"].get(identity.OWNER, "") for r in rs}))  # noqa: E731
+        self.owner = caller.get("user_id", "")
+        self.owners = []  # with allow_other_owner: the owners the box's resources are split between
+        if any_owner:
+            candidates = owners_of(_live(instances)) or owners_of(named)
+            self.owners = candidates
+            if len(candidates) == 1:
+                self.owner = candidates[0]
+
         def yours(r):
             owner = r["tags"].get(identity.OWNER)
-            return any_owner or owner == me or (adopt and not owner)
+            return owner == self.owner if owner else adopt
 
-        instances = [i for i in found.get("instances", []) if box(i)]
         self.instances_all = [i for i in instances if yours(i)]
         self.instances = _live(self.instances_all)
         self.other_instances = [i for i in _live(instances) if not yours(i)]
-        self.volumes = [v for v in found.get("volumes", []) if box(v) and yours(v)
-                        and v.get("state") not in ("deleting", "deleted")]
+        volumes = [v for v in found.get("volumes", []) if box(v) and v.get("state") not in ("deleting", "deleted")]
+        self.volumes = [v for v in volumes if yours(v)]
         self.data_volumes = [v for v in self.volumes if v["tags"].get(identity.ROLE) == "data"]
-        resource = identity.resource_name(name)
-        self.groups = [g for g in found.get("security_groups", []) if g.get("group_name") == resource]
-        self.keys = [k for k in found.get("key_pairs", []) if k.get("name") == resource]
+        # An older gpubox's data volume: most likely your notebooks, so it is not passed over for a new one.
+        self.ownerless_volumes = [v for v in volumes if not v["tags"].get(identity.OWNER) and not adopt]
         self.own_groups = [g for g in self.groups if box(g) and yours(g)]
         self.own_keys = [k for k in self.keys if box(k) and yours(k)]
         self.other_groups = [g for g in self.groups if box(g) and not yours(g)]
@@ -208,12 +222,16 @@ class _Box:
         self.ownerless = [r for r in self.instances + self.volumes + self.own_groups + self.own_keys
                           if not r["tags"].get(identity.OWNER)]
 
-    def others_in(self, action):
-        """Owners other than you of what `action` would act on: launch the box's name (its instance, key pair and
-        security group), teardown and the rest its instances."""
-        resources = self.other_instances
-        if action == "launch":
-            resources = resources + self.other_groups + self.other_keys
+    def mine(self, action):
+        """What of the box's owner `action` could act on."""
+        if action in ("launch", "teardown"):
+            return self.instances + self.own_groups + self.own_keys + (self.data_volumes if action == "teardown" else [])
+        return self.instances
+
+    def others(self, action):
+        """Owners other than the box's of what `action` would meet: the box's instances, and for a launch the key
+        pair and security group, whose names it needs."""
+        resources = self.other_instances + (self.other_groups + self.other_keys if action == "launch" else [])
         return sorted({identity.owner_label(r["tags"]) for r in resources})
 
 
@@ -284,18 +302,25 @@ def plan(settings, found, families, quota_groups, images):
         return _plan_status(result, found, families, quota_groups, caller)
     if identity.GENERATED_SESSION.search(caller.get("user_id", "")):
         result["problems"].append(
-            f"Your AWS credentials assume a role without a session name of their own ({caller.get('arn')}): botocore "
-            "names each session botocore-session-<time>, so every run, and every step of a run, would be another owner "
-            "of the box. Add role_session_name = YOUR-NAME to that profile in ~/.aws/config, then run this again. "
-            f"{nothing}")
+            f"Your AWS credentials assume a role with a session name made from the clock ({caller.get('arn')}): each "
+            "session, so every run, would be another owner of the box. Give the session a name of your own: "
+            "role_session_name = YOUR-NAME in that profile in ~/.aws/config (botocore-session-<time> otherwise), "
+            "or your tool's session-name option, then run this again. A box launched under another session is "
+            f"another owner's: stop it in the EC2 console if it keeps billing. {nothing}")
         return result
     if action == "find" and not name:
         return _plan_find_all(result, settings, found, families, quota_groups, caller)
 
     adopt = _as_bool(settings.get("adopt"))
     box = _Box(found, name, caller, adopt=adopt, any_owner=_as_bool(settings.get("allow_other_owner")))
-    others = box.others_in(action)
-    if others:
+    if len(box.owners) > 1:
+        result["problems"].append(
+            f"Box '{name}' has resources of several owners ({', '.join(box.owners)}): gpubox will not mix them, even "
+            f"with allow_other_owner. Act as one of them. {nothing}")
+        return result
+    others = box.others(action)
+    # Another owner's box, when nothing of yours is there to act on (or a launch that needs their names).
+    if others and (not box.mine(action) or (action == "launch" and (box.other_groups or box.other_keys))):
         ownerless = any(o.startswith("nobody") for o in others)
         result["problems"].append(
             f"Box '{name}' in {found.get('region')} belongs to {', '.join(others)}, not to you "
@@ -304,6 +329,24 @@ def plan(settings, found, families, quota_groups, images):
             "anyway on purpose, add -e allow_other_owner=true."
             + (" If it is yours from before gpubox tagged owners, -e adopt=true tags it with your owner." if ownerless
                else "") + f" {nothing}")
+        return result
+    if others:
+        result["notes"].append(f"Left alone: instances of box '{name}' that are not yours "
+                               f"({', '.join(sorted(i['instance_id'] for i in box.other_instances))}, owner "
+                               f"{', '.join(others)}).")
+    if action == "launch" and box.ownerless_volumes:
+        ids = ", ".join(v["id"] for v in box.ownerless_volumes)
+        result["problems"].append(
+            f"Box '{name}' has a data volume without an owner tag ({ids}): an older gpubox made it, and it may hold your "
+            "notebooks. -e adopt=true makes it yours and attaches it; if it is not yours, leave the name to its owner "
+            f"(-e name=OTHER). {nothing}")
+        return result
+    mismatched = [k for k in box.own_keys if not k["tags"].get(identity.OWNER) and k.get("matches_public_key") is False]
+    if mismatched:
+        result["problems"].append(
+            f"Key pair {mismatched[0]['name']} holds another public key than yours ({settings.get('ssh_public_key', '')}): "
+            "adopting it would let its key's holder into the box, and not you. Delete it (aws ec2 delete-key-pair "
+            f"--key-name {mismatched[0]['name']}) or leave the name to its owner. {nothing}")
         return result
     if box.ownerless:
         result["adopt"] = {"ids": sorted(_resource_id(r) for r in box.ownerless),
@@ -381,6 +424,10 @@ def _plan_find(result, settings, found, box, families, quota_groups, images):
             "Nothing was changed.")
         return result
     result["record"] = _record(running[0], families, quota_groups)
+    if not result["record"]["volume_id"] and box.data_volumes:
+        # Not attached (an interrupted launch): the data_volume role then waits for it and says so, rather than
+        # putting the notebooks on the root disk.
+        result["record"]["volume_id"] = box.data_volumes[0]["id"]
     result["records"] = [result["record"]]
     return result
 
@@ -388,7 +435,8 @@ def _plan_find(result, settings, found, box, families, quota_groups, images):
 def _plan_find_all(result, settings, found, families, quota_groups, caller):
     """configure and verify without a name: your one running box, or all of them with all_boxes=true."""
     mine = [i for i in _live(found.get("instances", []))
-            if identity.is_gpubox(i.get("tags")) and i["tags"].get(identity.OWNER) == caller.get("user_id")]
+            if identity.is_gpubox(i.get("tags")) and i["tags"].get(identity.OWNER) == caller.get("user_id")
+            and not identity.name_problem(i["tags"].get(identity.NAME))]
     running = sorted((i for i in mine if i["state"]["name"] == "running"), key=lambda i: i["tags"].get(identity.NAME, ""))
     names = [i["tags"].get(identity.NAME, "?") for i in running]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -423,7 +471,8 @@ def status_lines(instances, families, quota_groups, now, caller=None):
     caller = caller or {}
     header = ("NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC IP", "UPTIME", "EST. $/H")
     rows = []
-    boxes = [i for i in _live(instances) if identity.is_gpubox(i.get("tags"))]
+    boxes = [i for i in _live(instances) if identity.is_gpubox(i.get("tags"))
+             and not identity.name_problem(i["tags"].get(identity.NAME))]
     for inst in sorted(boxes, key=lambda i: (i["tags"].get(identity.NAME, ""), i.get("instance_id", ""))):
         entry = catalog.instance_type(inst["instance_type"], families, quota_groups)
         state = inst["state"]["name"]
@@ -473,9 +522,11 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
     delete_data = _as_bool(settings.get("delete_data"))
     instance_ids = sorted(i["instance_id"] for i in box.instances)
     result["terminate_ids"] = instance_ids
+    attached = {a.get("instance_id") for v in box.data_volumes for a in v.get("attachments", [])}
     for instance in sorted(box.instances, key=lambda i: i["instance_id"]):
-        # Without a data volume, the notebooks are on the root disk, which goes with the instance.
-        disk = "" if box.data_volumes else " and its root disk, where your notebooks are (the box has no data volume)"
+        # Without a data volume attached, the notebooks are on the root disk, which goes with the instance.
+        disk = ("" if instance["instance_id"] in attached
+                else " and its root disk, where your notebooks are (no data volume is attached to it)")
         result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']}){disk}")
     # The security group and key pair go with the box, unless an instance that is not the box's still uses them.
     for what, resources, field, ids in (("security group", box.own_groups, "group_id", "delete_security_group_ids"),
@@ -495,9 +546,11 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
             result["delete_volume_ids"].append(volume["id"])
             result["doomed"].append(f"data volume {volume['id']} ({volume['size']} GiB, your notebooks and data)")
         else:
+            held = ("with your notebooks and data" if not instance_ids or attached & set(instance_ids)
+                    else "(it was not attached to the box, whose notebooks were on its root disk)")
             result["kept"].append(
-                f"Kept data volume {volume['id']} ({volume['size']} GiB, about ${volume['size'] * 0.08:.2f} a month) with "
-                f"your notebooks and data: the next 'ansible-playbook launch.yml -e name={box.name}' attaches it again. "
+                f"Kept data volume {volume['id']} ({volume['size']} GiB, about ${volume['size'] * 0.08:.2f} a month) "
+                f"{held}: the next 'ansible-playbook launch.yml -e name={box.name}' attaches it again. "
                 f"To delete it: ansible-playbook teardown.yml -e name={box.name} -e delete_data=true")
     for change, ids in (("terminate", instance_ids), ("delete_security_group", result["delete_security_group_ids"]),
                         ("delete_key", result["delete_key_names"]), ("delete_volume", result["delete_volume_ids"])):
@@ -573,6 +626,17 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
             f"ssh_public_key {public_key.get('path')} is not an SSH public key: pass the .pub file (one line that starts "
             "with ssh-ed25519, ssh-rsa or ecdsa-sha2-...), never the private key. Nothing was created.")
         return result
+    if public_key.get("exists") and not found.get("private_key_exists", True):
+        result["problems"].append(
+            f"ssh_public_key {public_key.get('path')} has no private key beside it ({settings.get('ssh_private_key')}), "
+            "which gpubox logs in with: pass its path with -e ssh_private_key=PATH, or move the .pub away to have a new "
+            "pair made. Nothing was created.")
+        return result
+    for key in box.own_keys:
+        if key.get("matches_public_key") is False:
+            result["warnings"].append(
+                f"Key pair {key['name']} holds another public key than {public_key.get('path')}: the box lets in the key "
+                "it was launched with. To change the key, tear the box down (the data volume is kept) and launch again.")
     if len(box.data_volumes) > 1:
         ids = ", ".join(v["id"] for v in box.data_volumes)
         result["problems"].append(
@@ -669,8 +733,9 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
             },
             "security_group": "new" if "create_security_group" in changes else box.own_groups[0]["group_id"],
         }
-    if data_size > 0 and (volume is None or not instance or instance["instance_id"] not in
-                          [a.get("instance_id") for a in volume.get("attachments", [])]):
+    # A data volume the box has is attached whatever data_volume_size says now: it holds the notebooks.
+    if (volume or data_size > 0) and (volume is None or not instance or instance["instance_id"] not in
+                                      [a.get("instance_id") for a in volume.get("attachments", [])]):
         changes.append("attach_volume")
         result["attach"] = {"volume_id": volume["id"] if volume else "new", "device": DATA_DEVICE}
 

@@ -46,7 +46,11 @@ options:
     type: str
     default: ""
   public_key:
-    description: The SSH public key on the controller.
+    description: The SSH public key on the controller (checked to be one, compared with the key pair; never returned).
+    type: path
+    default: ""
+  private_key:
+    description: The private key beside it (only whether it exists is read).
     type: path
     default: ""
   region:

@@ -12,10 +12,11 @@ description:
     generation (gpubox.box's box_identity.client_token), so that two runs creating the same box at once create
     it once: EC2 answers a repeated token with the first request's resource."
   - amazon.aws.ec2_instance and amazon.aws.ec2_vol send a random token of their own and have no option to set one.
-  - A token stays spent for at least a day after its resource is gone. When EC2 answers with a resource that
-    is terminated or deleted, the next generation is tried. IdempotentParameterMismatch means another request
-    used the token with other settings, a run at the same time or one that is over; only when, for 20 seconds,
-    no live instance or data volume of the box shows up is the next generation tried.
+  - A token stays spent for at least a day after its resource is gone. When EC2 answers with a resource made
+    long ago that is now terminated, deleted or no longer listed, the next generation is tried; one made just now
+    must show up (EC2 may list it, and its tags, a few seconds late). IdempotentParameterMismatch means another
+    request used the token with other settings, a run at the same time or one that is over; only when, for about
+    15 seconds, no live instance or data volume of the box shows up is the next generation tried.
   - What EC2 answers must carry the box's tags and owner, or the module fails.
   - Waits until the instance runs or the volume is available.
 options:
@@ -80,6 +81,7 @@ instance:
 """
 
 import copy
+import datetime
 import time
 
 try:
@@ -94,9 +96,11 @@ from ansible_collections.gpubox.box.plugins.module_utils import box_identity as 
 # Generations tried past the plan's before giving up (each spent one is a box made and removed within a day).
 MAX_GENERATIONS = 20
 DEAD = {"instance": ("shutting-down", "terminated"), "volume": ("deleting", "deleted", "error")}
-# After IdempotentParameterMismatch: how long to look for the other run's resource (EC2 lists new ones late).
+# EC2 lists a new resource (and its tags) a few seconds late: how often, and how far apart, to look again.
 MISMATCH_POLLS = 4
 POLL_SECONDS = 5
+# An answer about a resource made this recently is a new one (not a spent token's): it must show up, not be gone.
+FRESH = datetime.timedelta(minutes=10)
 
 
 class Refused(Exception):
@@ -121,11 +125,32 @@ def _with_generation(params, generation):
 
 
 def _call(client, resource, token, params, security_group_ids):
+    """(id, when it was made): a new resource, or the one EC2 made for this token before."""
     if resource == "instance":
         extra = {"SecurityGroupIds": security_group_ids} if security_group_ids else {}
-        answer = client.run_instances(ClientToken=token, MinCount=1, MaxCount=1, **params, **extra)
-        return answer["Instances"][0]["InstanceId"]
-    return client.create_volume(ClientToken=token, **params)["VolumeId"]
+        answer = client.run_instances(ClientToken=token, MinCount=1, MaxCount=1, **params, **extra)["Instances"][0]
+        return answer["InstanceId"], answer.get("LaunchTime")
+    answer = client.create_volume(ClientToken=token, **params)
+    return answer["VolumeId"], answer.get("CreateTime")
+
+
+def _fresh(made, now):
+    return isinstance(made, datetime.datetime) and now - made.astimezone(datetime.timezone.utc) < FRESH
+
+
+def _settled(client, resource, resource_id, made, sleep):
+    """(state, tags) of the resource a create call answered with. One made just now must show up with its tags:
+    EC2 may not list it for a few seconds; one made long ago that is gone is a spent token's."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for poll in range(MISMATCH_POLLS * 3):
+        if poll:
+            sleep(POLL_SECONDS)
+        state, tags = _described(client, resource, resource_id)
+        gone = state in DEAD[resource]
+        if not _fresh(made, now) or (not gone and tags):
+            return state, tags
+    raise Refused(f"EC2 created {resource_id} but does not list it with its tags after "
+                  f"{MISMATCH_POLLS * 3 * POLL_SECONDS} s: run launch again, which finds it (or says what to remove).")
 
 
 def _described(client, resource, resource_id):
@@ -177,8 +202,8 @@ def create_once(client, resource, token, params, security_group_ids=(), sleep=ti
     for generation in range(start, start + MAX_GENERATIONS):
         client_token = identity.client_token(token["owner"], token["name"], token["resource"], generation)
         try:
-            resource_id = _call(client, resource, client_token, _with_generation(params, generation),
-                                list(security_group_ids))
+            resource_id, made = _call(client, resource, client_token, _with_generation(params, generation),
+                                      list(security_group_ids))
         except botocore.exceptions.ClientError as e:
             if _code(e) != "IdempotentParameterMismatch":
                 raise
@@ -188,7 +213,7 @@ def create_once(client, resource, token, params, security_group_ids=(), sleep=ti
                     f"Another run created box '{token['name']}' at the same time with other settings "
                     f"({', '.join(live)}). Nothing else was created: run launch again, which uses it.") from e
             continue
-        state, tags = _described(client, resource, resource_id)
+        state, tags = _settled(client, resource, resource_id, made, sleep)
         if state in DEAD[resource]:
             continue
         if not _yours(tags, token):
