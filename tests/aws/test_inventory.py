@@ -39,6 +39,23 @@ def test_inventory_lists_only_gpubox_boxes_with_their_record(gpubox, aws):
         f"-o UserKnownHostsFile={known_hosts}"]
 
 
+def test_a_tag_value_is_never_run_as_a_template_or_an_ssh_option(gpubox, aws, tmp_path):
+    # Anyone who may launch a tagged instance in the account chooses its gpubox:name.
+    marker = tmp_path / "ran"
+    for name in [f"' ~ lookup('ansible.builtin.pipe', 'touch {marker}') ~ 'x", f'x -oProxyCommand="touch {marker}"']:
+        aws.ec2.run_instances(ImageId=UBUNTU_AMI, MinCount=1, MaxCount=1, InstanceType="g5.xlarge",
+                              TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                  {"Key": "gpubox:managed-by", "Value": "gpubox"}, {"Key": "gpubox:name", "Value": name}]}])
+    env = {k: v for k, v in gpubox.env.items() if k != "ANSIBLE_STDOUT_CALLBACK"}
+    listing = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), *INVENTORY, "--list"],
+                             cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    inventory = _plain(json.loads(listing.stdout))
+    assert inventory.get("gpubox", {}).get("hosts", []) == []  # no login settings are built from such a name
+    subprocess.run([str(Path(sys.executable).parent / "ansible"), "gpubox", *INVENTORY, "--playbook-dir", "playbooks",
+                    "-m", "ansible.builtin.ping"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert not marker.exists()
+
+
 def test_ssh_overrides_reach_boxes_found_by_the_inventory(gpubox, aws):
     assert gpubox.launch(name="alpha").rc == 0
     alpha = _login(gpubox, "gpubox-alpha", ssh_host="10.8.0.5", ssh_port=2222, ssh_user="jo")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import MY_CIDR, _free_port
+from conftest import MY_CIDR, UBUNTU_AMI, _free_port
 
 # The identity of moto's default credentials: its user id, and its ARN.
 MOTO_USER = "arn:aws:sts::123456789012:user/moto"
@@ -182,3 +182,25 @@ def test_a_box_from_before_owner_tags_is_yours_only_once_adopted(gpubox, aws):
                                                          *aws.groups(), *aws.keys()]]
     assert owners == ["AKIAIOSFODNN7EXAMPLE"] * 5
     assert gpubox.run("start.yml").rc == 0
+
+
+def test_another_owners_instance_of_your_boxs_name_does_not_stop_you_stopping_yours(gpubox, aws):
+    assert gpubox.launch().rc == 0
+    mine = aws.instance()["InstanceId"]
+    decoy = aws.ec2.run_instances(ImageId=UBUNTU_AMI, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge",
+                                  TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                      {"Key": "gpubox:managed-by", "Value": "gpubox"},
+                                      {"Key": "gpubox:name", "Value": "gpubox"},
+                                      {"Key": "gpubox:owner", "Value": "AIDAMALLORY"}]}])["Instances"][0]["InstanceId"]
+    stopped = gpubox.run("stop.yml")
+    assert stopped.rc == 0, stopped.text
+    assert stopped.said("Left alone: instances of box 'gpubox' that are not yours", decoy)
+    states = {i["InstanceId"]: i["State"]["Name"] for i in aws.instances()}
+    assert states == {mine: "stopped", decoy: "running"}
+
+
+def test_configure_with_the_projects_inventory_folder_never_targets_this_machine(gpubox, aws):
+    # -i inventory/ holds localhost (the controller) and the aws_ec2 inventory: neither is a host to configure.
+    result = gpubox.run("configure.yml", env={"ANSIBLE_INVENTORY": "inventory/"})
+    assert result.rc != 0 and result.said("You have no running box in us-east-1"), result.text
+    assert [p["play"]["name"] for p in result.output["plays"]] == ["Manage the gpubox box on EC2"]
