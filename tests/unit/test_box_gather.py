@@ -176,44 +176,36 @@ def create_instance(ec2):
     return create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"], sleep=lambda s: None)
 
 
-def test_the_first_generation_creates_the_instance():
+# Each case: what EC2 answers, in order, and what create_once returns.
+CREATE_CASES = {
+    "the first generation creates it": (
+        [("run", 3, "i-new", NOW), ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 3)),
+    "a spent token's terminated instance moves on": (  # EC2 answers a spent token with its old instance
+        [("run", 3, "i-old", LONG_AGO), ("listed", "i-old", "terminated", BOX_TAGS),
+         ("run", 4, "i-new", NOW), ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 4)),
+    "a new instance listed late is waited for, not taken for gone": (
+        [("run", 3, "i-new", NOW), ("not listed", "i-new"), ("listed", "i-new", "pending", []),  # tags not yet
+         ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 3)),
+    "an old instance no longer listed is a spent token's": (
+        [("run", 3, "i-gone", LONG_AGO), ("not listed", "i-gone"),
+         ("run", 4, "i-new", NOW), ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 4)),
+}
+
+
+@pytest.mark.parametrize("answers, created", CREATE_CASES.values(), ids=list(CREATE_CASES))
+def test_create_once(answers, created):
     ec2 = client("ec2")
     with Stubber(ec2) as stub:
-        expect_run(stub, 3, answer="i-new")
-        expect_state(stub, "i-new", "pending")
-        assert create_instance(ec2) == ("i-new", 3)
-
-
-def test_a_token_spent_on_a_terminated_instance_moves_to_the_next_generation():
-    ec2 = client("ec2")
-    with Stubber(ec2) as stub:
-        expect_run(stub, 3, answer="i-old", made=LONG_AGO)  # a spent token: EC2 answers with its old instance
-        expect_state(stub, "i-old", "terminated")
-        expect_run(stub, 4, answer="i-new")
-        expect_state(stub, "i-new", "pending")
-        assert create_instance(ec2) == ("i-new", 4)
-
-
-def test_a_new_instance_that_ec2_lists_late_is_waited_for_not_taken_for_gone():
-    ec2 = client("ec2")
-    with Stubber(ec2) as stub:
-        expect_run(stub, 3, answer="i-new")
-        stub.add_client_error("describe_instances", service_error_code="InvalidInstanceID.NotFound",
-                              expected_params={"InstanceIds": ["i-new"]})
-        expect_state(stub, "i-new", "pending", tags=[])  # listed, its tags not yet
-        expect_state(stub, "i-new", "pending")
-        assert create_instance(ec2) == ("i-new", 3)
-
-
-def test_an_old_instance_no_longer_listed_is_a_spent_token():
-    ec2 = client("ec2")
-    with Stubber(ec2) as stub:
-        expect_run(stub, 3, answer="i-gone", made=LONG_AGO)
-        stub.add_client_error("describe_instances", service_error_code="InvalidInstanceID.NotFound",
-                              expected_params={"InstanceIds": ["i-gone"]})
-        expect_run(stub, 4, answer="i-new")
-        expect_state(stub, "i-new", "pending")
-        assert create_instance(ec2) == ("i-new", 4)
+        for kind, *details in answers:
+            if kind == "run":
+                generation, instance_id, made = details
+                expect_run(stub, generation, answer=instance_id, made=made)
+            elif kind == "listed":
+                expect_state(stub, *details)
+            else:
+                stub.add_client_error("describe_instances", service_error_code="InvalidInstanceID.NotFound",
+                                      expected_params={"InstanceIds": [details[0]]})
+        assert create_instance(ec2) == created
 
 
 def test_an_answer_that_is_not_the_box_is_refused():
