@@ -56,6 +56,20 @@ def test_a_tag_value_is_never_run_as_a_template_or_an_ssh_option(gpubox, aws, tm
     assert not marker.exists()
 
 
+def test_an_ssh_user_tag_that_is_not_a_login_name_is_not_the_login(gpubox, aws):
+    # EC2 allows newlines in tag values: such a user would add a Host block with a ProxyCommand to ~/.ssh/config.
+    hostile = "ubuntu\nHost *\n    ProxyCommand touch /tmp/gpubox-pwned"
+    aws.ec2.run_instances(ImageId=UBUNTU_AMI, MinCount=1, MaxCount=1, InstanceType="g5.xlarge",
+                          TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                              {"Key": "gpubox:managed-by", "Value": "gpubox"}, {"Key": "gpubox:name", "Value": "evil"},
+                              {"Key": "gpubox:owner", "Value": "AIDAMALLORY"}, {"Key": "gpubox:ssh-user", "Value": hostile}]}])
+    env = {k: v for k, v in gpubox.env.items() if k != "ANSIBLE_STDOUT_CALLBACK"}
+    listing = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), *INVENTORY, "--list"],
+                             cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    hostvars = _plain(json.loads(listing.stdout))["_meta"]["hostvars"]["gpubox-evil"]
+    assert hostvars["gpubox_box"]["ssh_user"] == "ubuntu"
+
+
 def test_ssh_overrides_reach_boxes_found_by_the_inventory(gpubox, aws):
     assert gpubox.launch(name="alpha").rc == 0
     alpha = _login(gpubox, "gpubox-alpha", ssh_host="10.8.0.5", ssh_port=2222, ssh_user="jo")

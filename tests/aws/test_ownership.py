@@ -178,10 +178,15 @@ def test_a_box_from_before_owner_tags_is_yours_only_once_adopted(gpubox, aws):
     adopted = gpubox.run("stop.yml", adopt=True)
     assert adopted.rc == 0, adopted.text
     assert aws.instance()["State"]["Name"] == "stopped"
-    owners = [aws.tags(r).get("gpubox:owner") for r in [aws.instance(), *aws.volumes(**{"gpubox:name": "gpubox"}),
-                                                         *aws.groups(), *aws.keys()]]
-    assert owners == ["AKIAIOSFODNN7EXAMPLE"] * 5
+    def owners():
+        return [aws.tags(r).get("gpubox:owner") for r in [aws.instance(), *aws.volumes(**{"gpubox:name": "gpubox"}),
+                                                           *aws.groups(), *aws.keys()]]
+    # The key pair lets its key's holder in: only a launch, which reads your public key, adopts it.
+    assert owners() == ["AKIAIOSFODNN7EXAMPLE"] * 4 + [None]
     assert gpubox.run("start.yml").rc == 0
+    relaunched = gpubox.launch(adopt=True)
+    assert relaunched.rc == 0, relaunched.text
+    assert owners() == ["AKIAIOSFODNN7EXAMPLE"] * 5
 
 
 def test_another_owners_instance_of_your_boxs_name_does_not_stop_you_stopping_yours(gpubox, aws):

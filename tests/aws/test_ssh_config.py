@@ -58,7 +58,9 @@ def test_start_points_the_block_at_the_new_address_and_teardown_removes_it(gpubo
     seen = ssh_settings(gpubox.home, "gpubox-alpha")
     assert (seen["hostname"], seen["port"], seen["user"]) == ("10.8.0.5", "2222", "jo")
 
-    (gpubox.home / ".ssh/gpubox.d/alpha.known_hosts").write_text("54.1.2.3 ssh-ed25519 AAAA\n")
+    key = " ".join((gpubox.home / ".ssh/id_ed25519.pub").read_text().split()[:2])
+    alias = f"gpubox-alpha.{aws.instance('alpha')['InstanceId']}"
+    (gpubox.home / ".ssh/gpubox.d/alpha.known_hosts").write_text(f"{alias} {key}\n")
     assert gpubox.run("teardown.yml", name="alpha", confirm=True).rc == 0
     folder = gpubox.home / ".ssh/gpubox.d"
     assert sorted(p.name for p in folder.iterdir()) == ["beta.conf"]
@@ -80,7 +82,15 @@ def test_a_box_of_the_same_name_in_another_region_keeps_its_block(gpubox, aws):
     # One `ssh gpubox-lab`: the last launch's. Removing the other region's box leaves it.
     west_ip = aws.in_region("us-west-2").instance("lab")["PublicIpAddress"]
     assert ssh_settings(gpubox.home, "gpubox-lab")["hostname"] == west_ip
+    # Both boxes' host keys, each under its own instance: removing one box forgets only its key.
+    key = " ".join((gpubox.home / ".ssh/id_ed25519.pub").read_text().split()[:2])
+    east_alias = f"gpubox-lab.{aws.instance('lab')['InstanceId']}"
+    west_alias = f"gpubox-lab.{aws.in_region('us-west-2').instance('lab')['InstanceId']}"
+    known_hosts = gpubox.home / ".ssh/gpubox.d/lab.known_hosts"
+    known_hosts.write_text(f"{east_alias} {key}\n{west_alias} {key}\n")
     assert gpubox.run("teardown.yml", name="lab", confirm=True).rc == 0
     assert ssh_settings(gpubox.home, "gpubox-lab")["hostname"] == west_ip
+    assert [line.split()[0] for line in known_hosts.read_text().splitlines() if line.strip()] == [west_alias]
     assert gpubox.run("teardown.yml", name="lab", confirm=True, env={"AWS_REGION": "us-west-2"}).rc == 0
     assert not (gpubox.home / ".ssh/gpubox.d/lab.conf").exists()
+    assert not known_hosts.exists()

@@ -167,13 +167,18 @@ def expect_run(stub, generation, answer=None, error=None, made=None):
         stub.add_response("run_instances", {"Instances": [{"InstanceId": answer, "LaunchTime": made or NOW}]}, expected)
 
 
-def expect_state(stub, iid, state, tags=BOX_TAGS):
-    stub.add_response("describe_instances", {"Reservations": [{"Instances": [
-        {"InstanceId": iid, "State": {"Name": state}, "Tags": tags}]}]}, {"InstanceIds": [iid]})
+def expect_state(stub, iid, state, tags=BOX_TAGS, reason=""):
+    instance = {"InstanceId": iid, "State": {"Name": state}, "Tags": tags}
+    if reason:
+        instance["StateReason"] = {"Code": reason.split(":")[0], "Message": reason}
+    stub.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]}, {"InstanceIds": [iid]})
 
 
 def create_instance(ec2):
     return create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"], sleep=lambda s: None)
+
+
+ENDED_BY_A_USER = "Client.UserInitiatedShutdown: User initiated shutdown"
 
 
 # Each case: what EC2 answers, in order, and what create_once returns.
@@ -186,6 +191,9 @@ CREATE_CASES = {
     "a new instance listed late is waited for, not taken for gone": (
         [("run", 3, "i-new", NOW), ("not listed", "i-new"), ("listed", "i-new", "pending", []),  # tags not yet
          ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 3)),
+    "a new instance someone ended (a launch, a teardown, a launch) is a spent token's": (
+        [("run", 3, "i-ended", NOW), ("listed", "i-ended", "terminated", BOX_TAGS, ENDED_BY_A_USER),
+         ("run", 4, "i-new", NOW), ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 4)),
     "an old instance no longer listed is a spent token's": (
         [("run", 3, "i-gone", LONG_AGO), ("not listed", "i-gone"),
          ("run", 4, "i-new", NOW), ("listed", "i-new", "pending", BOX_TAGS)], ("i-new", 4)),
@@ -206,6 +214,33 @@ def test_create_once(answers, created):
                 stub.add_client_error("describe_instances", service_error_code="InvalidInstanceID.NotFound",
                                       expected_params={"InstanceIds": [details[0]]})
         assert create_instance(ec2) == created
+
+
+def test_an_instance_ec2_ended_as_it_started_is_refused_with_its_reason():
+    """Another generation would only die the same way, and the reason is what the user must fix."""
+    ec2 = client("ec2")
+    with Stubber(ec2) as stub:
+        expect_run(stub, 3, answer="i-dead", made=NOW)
+        expect_state(stub, "i-dead", "terminated", reason="Client.InternalError: Client error on launch")
+        with pytest.raises(create.Refused, match=r"EC2 ended instance i-dead as it started: Client.InternalError: "
+                                                 r"Client error on launch\. Nothing else was created"):
+            create_instance(ec2)
+
+
+def test_the_token_carries_the_boxs_security_group():
+    """A teardown deletes the group, so a box launched again after one meets none of its spent tokens."""
+    first = identity.client_token("AIDAME", "lab", "instance", 1, "sg-1")
+    assert first == identity.client_token("AIDAME", "lab", "instance", 1, "sg-1")
+    assert first != identity.client_token("AIDAME", "lab", "instance", 1, "sg-2")
+    assert first != identity.client_token("AIDAME", "lab", "instance", 1)
+    ec2 = client("ec2")
+    with Stubber(ec2) as stub:
+        stub.add_response("run_instances", {"Instances": [{"InstanceId": "i-new", "LaunchTime": NOW}]},
+                          {"ClientToken": first, "MinCount": 1, "MaxCount": 1, **create._with_generation(PARAMS, 1),
+                           "SecurityGroupIds": ["sg-1"]})
+        expect_state(stub, "i-new", "pending")
+        token = {**TOKEN, "generation": 1, "salt": "sg-1"}
+        assert create.create_once(ec2, "instance", token, PARAMS, ["sg-1"], sleep=lambda s: None) == ("i-new", 1)
 
 
 def test_an_answer_that_is_not_the_box_is_refused():

@@ -41,7 +41,7 @@ def instance(name="lab", owner=ME, state="running", itype="g5.xlarge", zone="us-
         "security_groups": [{"group_id": "sg-box"}], "block_device_mappings": mappings,
         "tags": tags(name, owner, **{"gpubox:ami": AMI, "gpubox:image": "dlami", "gpubox:os": "ubuntu24.04",
                                      "gpubox:ssh-user": "ubuntu", identity.GENERATION: str(generation),
-                                     "Name": f"gpubox-{name}"}, **extra_tags),
+                                     "Name": f"gpubox-{name}", **extra_tags}),
     }
 
 
@@ -519,7 +519,8 @@ def test_status_shows_every_box_with_its_owner():
     lines = plan("status", found(instances=boxes), name="")["lines"]
     assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H"]
     assert lines[1].split() == ["a", "you", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "2h30m", "1.01"]
-    assert lines[2].split()[:2] == ["b", "alice"] and lines[2].endswith("0 (disks only)")
+    # The name its creator wrote, and the id AWS enforces beside it.
+    assert lines[2].split()[:3] == ["b", "alice", "(AIDAALICE)"] and lines[2].endswith("0 (disks only)")
     legacy = instance("c", iid="i-c")
     del legacy["tags"][identity.OWNER]
     assert plan("status", found(instances=[legacy]), name="")["lines"][1].split()[:2] == ["c", "nobody"]
@@ -598,3 +599,73 @@ def test_allow_other_owner_acts_for_the_boxs_owner_and_never_mixes_owners():
     assert "attach_volume" not in launched["changes"]
     mixed = found(instances=[instance(owner=bob), instance(owner=ALICE, iid="i-a")])
     refused(plan("stop", mixed, allow_other_owner=True), "resources of several owners")
+
+
+# --- Third review
+
+@pytest.mark.parametrize("user", ["ubuntu\nHost *\n  ProxyCommand sh -c 'id > /tmp/x'", "ubuntu; rm -rf ~", "Ubuntu", ""])
+def test_an_ssh_user_tag_that_is_not_a_login_name_never_reaches_the_record(user):
+    """The record's user goes into ~/.ssh/gpubox.d/NAME.conf and a printed command: a tag may hold anything."""
+    record = planner.box_record(instance(**{"gpubox:ssh-user": user}))
+    assert record["ssh_user"] == "ubuntu"
+    al = planner.box_record(instance(**{"gpubox:ssh-user": user, "gpubox:os": "al2023"}))
+    assert al["ssh_user"] == "ec2-user"
+    assert planner.box_record(instance(**{"gpubox:ssh-user": "ec2-user"}))["ssh_user"] == "ec2-user"
+    stopped = found(instances=[instance(state="stopped", **{"gpubox:ssh-user": user})], security_groups=[group()],
+                    key_pairs=[key()])
+    assert plan("launch", stopped)["record"]["ssh_user"] == "ubuntu"
+
+
+def test_allow_other_owner_never_creates_for_another_owner():
+    """Alice's key pair and group but no instance: a new instance would be Bob's, beside Alice's group and key."""
+    parts = found(volumes=[volume(owner=ALICE)], security_groups=[group(owner=ALICE)], key_pairs=[key(owner=ALICE)])
+    text = refused(plan("launch", parts, allow_other_owner=True), "Box 'lab' is AIDAALICE's", "run instance",
+                   "Ask its owner to launch it")
+    assert "Nothing was created." in text
+    # What exists of hers can still be started, with her owner kept.
+    stopped = found(instances=[instance(owner=ALICE, state="stopped", volume="vol-data")],
+                    volumes=[volume(owner=ALICE, attached_to="i-0001")], security_groups=[group(owner=ALICE)],
+                    key_pairs=[key(owner=ALICE)])
+    started = plan("launch", stopped, allow_other_owner=True)
+    assert started["problems"] == [] and started["changes"] == ["start"] and started["record"]["owner"] == "AIDAALICE"
+
+
+@pytest.mark.parametrize("action", ["stop", "start", "teardown", "find"])
+def test_adopt_never_claims_a_key_pair_whose_public_key_it_did_not_check(action):
+    """Only launch reads your public key: elsewhere an ownerless key pair stays nobody's."""
+    old_key, old_box = key(), instance()
+    for resource in (old_key, old_box):
+        del resource["tags"][identity.OWNER], resource["tags"][identity.OWNER_ARN]
+    result = plan(action, found(instances=[old_box], key_pairs=[old_key]), adopt=True)
+    assert "gpubox-lab" not in result["adopt"].get("ids", []) and "i-0001" in result["adopt"]["ids"]
+    assert result["delete_key_names"] == []
+    unknown = plan("launch", found(instances=[old_box], key_pairs=[old_key], public_key={"exists": False}), adopt=True)
+    refused(unknown, "Key pair gpubox-lab holds another public key than yours")
+
+
+def test_a_data_volume_that_cannot_attach_is_refused_before_anything_changes():
+    other_zone = found(instances=[instance()], volumes=[volume(zone="us-east-1b")], security_groups=[group()],
+                       key_pairs=[key()])
+    refused(plan("launch", other_zone), "is in us-east-1b, but its instance i-0001 is in us-east-1a",
+            "teardown.yml keeps the data volume")
+    held = found(instances=[instance(state="stopped")], volumes=[volume(attached_to="i-dying")],
+                 security_groups=[group()], key_pairs=[key()])
+    refused(plan("launch", held), "is still attached to i-dying", "Wait a minute")
+    # A new instance goes where the volume is, so it attaches.
+    fresh = plan("launch", found(volumes=[volume(zone="us-east-1b")]))
+    assert fresh["record"]["zone"] == "us-east-1b" and fresh["attach"]["volume_id"] == "vol-data"
+
+
+@pytest.mark.parametrize("action", ["launch", "start"])
+def test_a_pending_instance_is_waited_for_not_published_with_its_private_address(action):
+    """A run interrupted while the instance started: the next one waits for it to run and get its public IP."""
+    pending = found(instances=[instance(state="pending", volume="vol-data")], volumes=[volume(attached_to="i-0001")],
+                    security_groups=[group()], key_pairs=[key()])
+    result = plan(action, pending)
+    assert result["problems"] == [] and result["changes"] == ["wait_running"] and result["wait_ids"] == ["i-0001"]
+
+
+def test_new_resources_share_the_boxs_security_group_as_their_tokens_salt():
+    assert plan("launch")["create"]["security_group_id"] == "new"
+    kept = found(volumes=[volume()], security_groups=[group()], key_pairs=[key()])
+    assert plan("launch", kept)["create"]["security_group_id"] == "sg-box"

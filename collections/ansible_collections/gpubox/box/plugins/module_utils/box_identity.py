@@ -18,6 +18,9 @@ GENERATION = "gpubox:generation"
 # A box name: 1 to 32 lower-case letters, digits and dashes, starting with a letter, not ending with a dash.
 NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 
+# A login name that may go into an SSH config or a command line: a tag value may hold anything, newlines included.
+SSH_USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
 # Instance states in which the box still exists (terminated ones are history).
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
@@ -30,6 +33,12 @@ def name_problem(name):
         f"name '{name}' is not a valid box name: use 1 to 32 lower-case letters, digits "
         "and dashes, starting with a letter and not ending with a dash, for example -e name=thesis-gpu."
     )
+
+
+def ssh_user(tags, default):
+    """The SSH user a resource's gpubox:ssh-user tag names when it is a plain login name, else default."""
+    user = (tags or {}).get("gpubox:ssh-user")
+    return user if isinstance(user, str) and SSH_USER_PATTERN.fullmatch(user) else default
 
 
 def resource_name(name):
@@ -70,11 +79,14 @@ def owner_label(tags):
     return f"{owner} ({arn})" if arn else owner
 
 
-def client_token(owner, name, resource, generation):
-    """The idempotency token of one creation: the same box, resource and generation give the same token.
+def client_token(owner, name, resource, generation, salt=""):
+    """The idempotency token of one creation: the same box, resource, generation and salt give the same token.
 
     Two runs that create the same box at once send the same token, so EC2 creates it once. A token stays
-    spent for at least a day after its resource is gone, so each new resource of a box gets a new generation.
+    spent for at least a day after its resource is gone, so each new resource of a box gets a new generation;
+    the salt (the box's security group, which a teardown deletes) keeps a box launched again after a teardown
+    from meeting its earlier tokens.
     """
-    digest = hashlib.sha256(f"{owner}\n{name}\n{resource}\n{int(generation)}".encode()).hexdigest()
+    text = f"{owner}\n{name}\n{resource}\n{int(generation)}" + (f"\n{salt}" if salt else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"gpubox-{digest[:56]}"

@@ -149,7 +149,7 @@ def box_record(instance, families=None, quota_groups=None):
         "image_id": tags.get("gpubox:ami") or instance.get("image_id", ""),
         "image": tags.get("gpubox:image", "custom"),
         "os": tags.get("gpubox:os", ""),
-        "ssh_user": tags.get("gpubox:ssh-user", "ubuntu"),
+        "ssh_user": identity.ssh_user(tags, "ec2-user" if str(tags.get("gpubox:os", "")).startswith("al") else "ubuntu"),
         "public_ip": instance.get("public_ip_address") or "",
         "private_ip": instance.get("private_ip_address") or "",
         "address": _address(instance),
@@ -215,9 +215,15 @@ class _Box:
         # An older gpubox's data volume: most likely your notebooks, so it is not passed over for a new one.
         self.ownerless_volumes = [v for v in volumes if not v["tags"].get(identity.OWNER) and not adopt]
         self.own_groups = [g for g in self.groups if box(g) and yours(g)]
-        self.own_keys = [k for k in self.keys if box(k) and yours(k)]
+        # A key pair lets its key's holder in: one without an owner is adopted only when it holds your public key
+        # (which launch reads), never blindly.
+        self.own_keys = [k for k in self.keys if box(k) and yours(k)
+                         and (k["tags"].get(identity.OWNER) or k.get("matches_public_key") is True)]
         self.other_groups = [g for g in self.groups if box(g) and not yours(g)]
-        self.other_keys = [k for k in self.keys if box(k) and not yours(k)]
+        self.other_keys = [k for k in self.keys if box(k) and k not in self.own_keys]
+        # Key pairs without an owner that adopt would have claimed but for their public key.
+        self.unmatched_keys = [k for k in self.keys if box(k) and adopt and not k["tags"].get(identity.OWNER)
+                               and k.get("matches_public_key") is not True]
         # What adopt tags with your owner: the resources of the box that have no owner tag yet.
         self.ownerless = [r for r in self.instances + self.volumes + self.own_groups + self.own_keys
                           if not r["tags"].get(identity.OWNER)]
@@ -250,7 +256,7 @@ def _base(settings):
     return {
         "action": settings.get("action", ""), "problems": [], "notes": [], "warnings": [], "changes": [],
         "record": {}, "records": [], "create": {}, "doomed": [], "kept": [],
-        "stop_ids": [], "start_ids": [], "terminate_ids": [],
+        "stop_ids": [], "start_ids": [], "wait_ids": [], "terminate_ids": [],
         "delete_security_group_ids": [], "delete_key_names": [], "delete_volume_ids": [],
         "attach": {}, "resize": {}, "lines": [], "adopt": {},
     }
@@ -318,6 +324,13 @@ def plan(settings, found, families, quota_groups, images):
             f"Box '{name}' has resources of several owners ({', '.join(box.owners)}): gpubox will not mix them, even "
             f"with allow_other_owner. Act as one of them. {nothing}")
         return result
+    if action == "launch" and box.unmatched_keys:
+        result["problems"].append(
+            f"Key pair {box.unmatched_keys[0]['name']} holds another public key than yours "
+            f"({settings.get('ssh_public_key', '')}): adopting it would let its key's holder into the box, and not you. "
+            f"Delete it (aws ec2 delete-key-pair --key-name {box.unmatched_keys[0]['name']}) or leave the name to its "
+            f"owner. {nothing}")
+        return result
     others = box.others(action)
     # Another owner's box, when nothing of yours is there to act on (or a launch that needs their names).
     if others and (not box.mine(action) or (action == "launch" and (box.other_groups or box.other_keys))):
@@ -340,13 +353,6 @@ def plan(settings, found, families, quota_groups, images):
             f"Box '{name}' has a data volume without an owner tag ({ids}): an older gpubox made it, and it may hold your "
             "notebooks. -e adopt=true makes it yours and attaches it; if it is not yours, leave the name to its owner "
             f"(-e name=OTHER). {nothing}")
-        return result
-    mismatched = [k for k in box.own_keys if not k["tags"].get(identity.OWNER) and k.get("matches_public_key") is False]
-    if mismatched:
-        result["problems"].append(
-            f"Key pair {mismatched[0]['name']} holds another public key than yours ({settings.get('ssh_public_key', '')}): "
-            "adopting it would let its key's holder into the box, and not you. Delete it (aws ec2 delete-key-pair "
-            f"--key-name {mismatched[0]['name']}) or leave the name to its owner. {nothing}")
         return result
     if box.ownerless:
         result["adopt"] = {"ids": sorted(_resource_id(r) for r in box.ownerless),
@@ -406,6 +412,9 @@ def _plan_start(result, settings, found, box, families, quota_groups, images):
     if state == "stopped":
         result["changes"].append("start")
         result["start_ids"] = [instance["instance_id"]]
+    elif state == "pending":
+        result["changes"].append("wait_running")
+        result["wait_ids"] = [instance["instance_id"]]
     result["record"] = _record(instance, families, quota_groups)
     return result
 
@@ -460,10 +469,11 @@ def _plan_find_all(result, settings, found, families, quota_groups, caller):
 
 
 def _owner_short(tags):
-    """The owner in a table: the user name of the ARN in its tags, else its user id, else nobody."""
+    """The owner in a table: the enforced user id, after the user name of the ARN its creator wrote; else nobody."""
     if not tags.get(identity.OWNER):
         return "nobody"
-    return (tags.get(identity.OWNER_ARN) or tags[identity.OWNER]).rsplit("/", 1)[-1]
+    name = (tags.get(identity.OWNER_ARN) or "").rsplit("/", 1)[-1]
+    return f"{name} ({tags[identity.OWNER]})" if name else tags[identity.OWNER]
 
 
 def status_lines(instances, families, quota_groups, now, caller=None):
@@ -654,9 +664,11 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
             return result
 
     caller = found.get("caller") or {}
-    # What gpubox creates is the caller's (with allow_other_owner, the box's owner's: one box, one owner).
-    owner = (instance or {}).get("tags", {}).get(identity.OWNER) or caller.get("user_id", "")
-    owner_arn = (instance or {}).get("tags", {}).get(identity.OWNER_ARN) or caller.get("arn", "")
+    # What gpubox creates is the box's owner's: the caller's, or with allow_other_owner the owner of what is there.
+    owner = box.owner or caller.get("user_id", "")
+    owner_arn = caller.get("arn", "") if owner == caller.get("user_id") else next(
+        (r["tags"].get(identity.OWNER_ARN) for r in box.instances + box.own_groups + box.own_keys + box.volumes
+         if r["tags"].get(identity.OWNER) == owner and r["tags"].get(identity.OWNER_ARN)), "")
     tags = identity.box_tags(box.name, owner, owner_arn)
     resource = identity.resource_name(box.name)
     changes, create = result["changes"], result["create"]
@@ -683,6 +695,10 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         changes.append("update_ssh_rule")
         create["security_group"] = {**group, "group_id": box.own_groups[0]["group_id"],
                                     "vpc_id": box.own_groups[0]["vpc_id"]}
+
+    # The instance's group, and the salt of the tokens: a teardown deletes it, so a box launched again after a
+    # teardown meets none of its earlier, spent tokens. "new": the one this run makes.
+    create["security_group_id"] = box.own_groups[0]["group_id"] if box.own_groups else "new"
 
     # The data volume: kept across teardowns, in the box's zone.
     volume = box.data_volumes[0] if box.data_volumes else None
@@ -712,6 +728,10 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
     elif instance and state == "stopped":
         changes.append("start")
         result["start_ids"] = [instance["instance_id"]]
+    elif instance and state == "pending":
+        # A run interrupted while the instance started: wait for it to run, and for its public address.
+        changes.append("wait_running")
+        result["wait_ids"] = [instance["instance_id"]]
     elif not instance:
         changes.append("run_instance")
         generation = _generation(box.instances_all)
@@ -731,13 +751,18 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
                 "TagSpecifications": [{"ResourceType": "instance", "Tags": _tag_list(instance_tags)},
                                       {"ResourceType": "volume", "Tags": _tag_list(volume_tags)}],
             },
-            "security_group": "new" if "create_security_group" in changes else box.own_groups[0]["group_id"],
         }
     # A data volume the box has is attached whatever data_volume_size says now: it holds the notebooks.
     if (volume or data_size > 0) and (volume is None or not instance or instance["instance_id"] not in
                                       [a.get("instance_id") for a in volume.get("attachments", [])]):
         changes.append("attach_volume")
         result["attach"] = {"volume_id": volume["id"] if volume else "new", "device": DATA_DEVICE}
+
+    problem = _apply_problem(box, instance, volume, changes, owner, caller, placement)
+    if problem:
+        result["changes"], result["create"], result["attach"] = [], {}, {}
+        result["problems"].append(problem)
+        return result
 
     record = _record(instance, families, quota_groups) if instance else {
         "name": box.name, "owner": owner, "owner_arn": owner_arn, "instance_id": "", "state": "absent",
@@ -754,6 +779,31 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
     record["ssh_cidr"] = cidr
     result["record"] = record
     return result
+
+
+def _apply_problem(box, instance, volume, changes, owner, caller, placement):
+    """What the launch's changes would meet that AWS would refuse halfway: said now, before anything changes."""
+    nothing = "Nothing was changed." if instance else "Nothing was created."
+    created = [c for c in changes if c in ("import_key", "create_security_group", "create_volume", "run_instance")]
+    if created and owner != caller.get("user_id"):
+        what = ", ".join(c.replace("_", " ") for c in created)
+        return (f"Box '{box.name}' is {owner}'s, and it would need new resources ({what}): gpubox creates only what is "
+                "yours (the IAM policy allows nothing else), so allow_other_owner can start, stop, reconfigure and "
+                f"tear down another owner's box, not rebuild it. Ask its owner to launch it. {nothing}")
+    if volume and "attach_volume" in changes:
+        zone = placement["zone"]
+        if volume.get("zone") != zone:
+            return (f"The data volume of box '{box.name}' ({volume['id']}) is in {volume.get('zone')}, but its instance "
+                    f"{instance['instance_id'] if instance else ''} is in {zone}: a volume attaches only in its own zone. "
+                    "Tear the instance down (ansible-playbook teardown.yml keeps the data volume) and launch again, "
+                    f"which places the new instance beside the volume. {nothing}")
+        held = [a["instance_id"] for a in volume.get("attachments", [])
+                if not instance or a.get("instance_id") != instance["instance_id"]]
+        if held:
+            return (f"The data volume of box '{box.name}' ({volume['id']}) is still attached to {', '.join(held)} "
+                    "(an instance shutting down after a teardown lets it go within a few minutes). Wait a minute and "
+                    f"run launch again; if it stays attached, detach it in the EC2 console. {nothing}")
+    return ""
 
 
 def _tag_list(tags):
@@ -831,7 +881,7 @@ def _choose_image(settings, found, instance, itype, entry, images, region, notes
         details = found.get("images", {}).get(image_id, {})
         return {"id": image_id, "kind": tags.get("gpubox:image", "custom"),
                 "root_device": details.get("root_device_name") or os_entry["root_device"],
-                "ssh_user": tags.get("gpubox:ssh-user", os_entry["ssh_user"])}, ""
+                "ssh_user": identity.ssh_user(tags, os_entry["ssh_user"])}, ""
     ami = settings.get("ami", "dlami")
     source = ami
     if ami == "dlami" and (entry or {}).get("module_flavor", "open") == "proprietary":

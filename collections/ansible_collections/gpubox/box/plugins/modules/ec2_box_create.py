@@ -13,8 +13,9 @@ description:
     it once: EC2 answers a repeated token with the first request's resource."
   - amazon.aws.ec2_instance and amazon.aws.ec2_vol send a random token of their own and have no option to set one.
   - A token stays spent for at least a day after its resource is gone. When EC2 answers with a resource made
-    long ago that is now terminated, deleted or no longer listed, the next generation is tried; one made just now
-    must show up (EC2 may list it, and its tags, a few seconds late). IdempotentParameterMismatch means another
+    long ago that is no longer listed, or one that is listed as terminated or deleted, the next generation is
+    tried; one made just now must show up (EC2 may list it, and its tags, a few seconds late). An instance EC2
+    ended as it started, for a reason other than a user's, is a failure that names the reason. IdempotentParameterMismatch means another
     request used the token with other settings, a run at the same time or one that is over; only when, for about
     15 seconds, no live instance or data volume of the box shows up is the next generation tried.
   - What EC2 answers must carry the box's tags and owner, or the module fails.
@@ -26,7 +27,9 @@ options:
     required: true
     choices: [instance, volume, key_pair, security_group]
   token:
-    description: The token's parts, from the plan (gpubox.box.box_plan), C(owner), C(name), C(resource) and C(generation).
+    description:
+      - The token's parts, from the plan (gpubox.box.box_plan), C(owner), C(name), C(resource) and C(generation),
+        and C(salt), the box's security group id (a teardown deletes it, so a box launched again meets no spent token).
     type: dict
     required: true
   params:
@@ -134,41 +137,52 @@ def _call(client, resource, token, params, security_group_ids):
     return answer["VolumeId"], answer.get("CreateTime")
 
 
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def _fresh(made, now):
     return isinstance(made, datetime.datetime) and now - made.astimezone(datetime.timezone.utc) < FRESH
 
 
 def _settled(client, resource, resource_id, made, sleep):
-    """(state, tags) of the resource a create call answered with. One made just now must show up with its tags:
-    EC2 may not list it for a few seconds; one made long ago that is gone is a spent token's."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    """(state, tags, state reason) of the resource a create call answered with; state None: not listed.
+
+    One that EC2 lists as terminated or deleted is final. One made just now that is not listed yet, or not yet
+    with its tags, must show up: EC2 lists new resources a few seconds late. One made long ago that is not listed
+    is a spent token's."""
+    now = _now()
     for poll in range(MISMATCH_POLLS * 3):
         if poll:
             sleep(POLL_SECONDS)
-        state, tags = _described(client, resource, resource_id)
-        gone = state in DEAD[resource]
-        if not _fresh(made, now) or (not gone and tags):
-            return state, tags
+        state, tags, reason = _described(client, resource, resource_id)
+        if not _fresh(made, now) or state in DEAD[resource] or (state is not None and tags):
+            return state, tags, reason
     raise Refused(f"EC2 created {resource_id} but does not list it with its tags after "
                   f"{MISMATCH_POLLS * 3 * POLL_SECONDS} s: run launch again, which finds it (or says what to remove).")
 
 
 def _described(client, resource, resource_id):
-    """(state, tags) of the instance or volume; a gone one is terminated or deleted."""
+    """(state, tags, state reason) of the instance or volume; (None, {}, "") when EC2 does not list it."""
     try:
         if resource == "instance":
             reservations = client.describe_instances(InstanceIds=[resource_id])["Reservations"]
             found = reservations[0]["Instances"][0] if reservations else None
-            state = found["State"]["Name"] if found else "terminated"
+            state = found["State"]["Name"] if found else None
+            reason = (found or {}).get("StateReason", {}).get("Message", "")
         else:
             volumes = client.describe_volumes(VolumeIds=[resource_id])["Volumes"]
             found = volumes[0] if volumes else None
-            state = found["State"] if found else "deleted"
+            state, reason = (found["State"] if found else None), ""
     except botocore.exceptions.ClientError as e:
         if _code(e).endswith(".NotFound"):
-            return ("terminated" if resource == "instance" else "deleted"), {}
+            return None, {}, ""
         raise
-    return state, box_gather.tags_dict((found or {}).get("Tags"))
+    return state, box_gather.tags_dict((found or {}).get("Tags")), reason
+
+
+# How an instance ends that someone ended on purpose (a spent token's); any other reason is a failure to report.
+ENDED_ON_PURPOSE = ("Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown", "Client.UserInitiatedHibernate")
 
 
 def _live_of_box(client, resource, token):
@@ -200,7 +214,8 @@ def create_once(client, resource, token, params, security_group_ids=(), sleep=ti
     """(id, generation): the instance or volume of the first generation whose token is not spent."""
     start = int(token["generation"])
     for generation in range(start, start + MAX_GENERATIONS):
-        client_token = identity.client_token(token["owner"], token["name"], token["resource"], generation)
+        client_token = identity.client_token(token["owner"], token["name"], token["resource"], generation,
+                                             token.get("salt", ""))
         try:
             resource_id, made = _call(client, resource, client_token, _with_generation(params, generation),
                                       list(security_group_ids))
@@ -213,8 +228,12 @@ def create_once(client, resource, token, params, security_group_ids=(), sleep=ti
                     f"Another run created box '{token['name']}' at the same time with other settings "
                     f"({', '.join(live)}). Nothing else was created: run launch again, which uses it.") from e
             continue
-        state, tags = _settled(client, resource, resource_id, made, sleep)
-        if state in DEAD[resource]:
+        state, tags, reason = _settled(client, resource, resource_id, made, sleep)
+        if resource == "instance" and state in DEAD[resource] and reason and _fresh(made, _now()) \
+                and not reason.startswith(ENDED_ON_PURPOSE):
+            raise Refused(f"EC2 ended instance {resource_id} as it started: {reason}. Nothing else was created; fix "
+                          "that (an encryption key the instance may not use, a limit), then run launch again.")
+        if state is None or state in DEAD[resource]:
             continue
         if not _yours(tags, token):
             raise Refused(f"EC2 answered with {resource_id}, which is not box '{token['name']}' of owner "
