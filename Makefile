@@ -1,6 +1,7 @@
 # gpubox: one command to a GPU deep-learning box on AWS.
 #   make launch type=g5.xlarge [name=NAME] [os=...] [ami=...]   launch or reconfigure a box
 #   make stop|start|status|teardown [name=NAME]                 the rest of its life
+#   make autostop name=NAME minutes=120|max_hours=8|hold=3h      change auto-stop on a running box
 #   make demo                                                    the whole flow against stand-ins, no AWS account needed
 #   make test                                                    install what the tests need, then run them all
 SHELL := /bin/bash
@@ -11,11 +12,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 # Settings given on the make command line become -e settings; ARGS passes anything else.
-SETTINGS := type name os ami confirm delete_data resize substitute allow_other_owner adopt all_boxes
+SETTINGS := type name os ami confirm delete_data resize substitute allow_other_owner adopt all_boxes minutes max_hours hold
 EXTRA := $(foreach v,$(SETTINGS),$(if $($(v)),-e $(v)=$($(v))))
 ARGS ?=
 
-.PHONY: setup launch stop start status teardown demo demo-down test test-deps lint unit aws integration molecule e2e
+.PHONY: setup launch stop start status teardown autostop demo demo-down test test-deps lint unit aws integration molecule e2e
 
 $(VENV)/.setup: requirements.txt requirements.yml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +26,7 @@ $(VENV)/.setup: requirements.txt requirements.yml
 
 setup: $(VENV)/.setup
 
-launch stop start status teardown: $(VENV)/.setup
+launch stop start status teardown autostop: $(VENV)/.setup
 	$(BIN)/ansible-playbook $@.yml $(EXTRA) $(ARGS)
 
 # The same launch against moto server and a systemd container with sshd (needs Docker; see README).

@@ -14,6 +14,7 @@ PACKAGES=(
   systemd systemd-sysv dbus sudo
   python3 python3-venv python3-pip python3-apt
   ca-certificates curl iproute2 procps acl openssh-server
+  tmux
 )
 
 SUDO=""

@@ -5,6 +5,7 @@ live in playbooks/. This runs each command from a copy of the project whose grou
 names another region, and checks that every command acted there.
 """
 
+import json
 import re
 import shutil
 
@@ -80,3 +81,23 @@ def test_several_hosts_are_refused_unless_asked_and_the_ssh_overrides_always(mot
     assert result.rc != 0
     assert result.said("ssh_host, ssh_port and ssh_user name one machine, but this run targets 2", "box-a, box-b",
                        "Pick one box with -e name=NAME")
+
+
+def test_a_mistyped_auto_stop_setting_is_refused_not_taken_for_off(moto_url, tmp_path):
+    """autostop_minutes: 90m in an inventory of one's own once became 0 (auto-stop off) on its way to the role: it
+    must stop the run, naming the setting, before anything changes (only the auto-stop part runs, on this machine,
+    and fails first)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text('all:\n  hosts:\n    own-machine:\n      ansible_connection: local\n'
+                         '      ansible_python_interpreter: "{{ ansible_playbook_python }}"\n'
+                         '      autostop_minutes: 90m\n')
+    env = {"ANSIBLE_INVENTORY": str(inventory), "ANSIBLE_RUN_TAGS": "autostop"}
+    result = Gpubox(moto_url, home).run("configure.yml", env=env, gpu_required=False)
+    assert result.rc != 0
+    outcomes = [t["hosts"]["own-machine"] for p in result.output["plays"] for t in p["tasks"]
+                if "own-machine" in t["hosts"]]
+    failed = [o for o in outcomes if o.get("failed")]
+    assert failed and "autostop_minutes" in json.dumps(failed[-1]), result.text
+    assert not any(o.get("changed") for o in outcomes)

@@ -68,6 +68,9 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     assert sh(host, "systemctl is-active jupyter") == "active"
     assert sh(host, "ss -Hltn 'sport = :8888' | awk '{print $4}'") == "127.0.0.1:8888"
     assert sh(host, "systemctl is-active gpubox-autostop.timer") == "active"
+    # Once the box has its auto-stop settings, its tags say so (status.yml shows them).
+    tags = aws.tags(instance)
+    assert (tags["gpubox:autostop-minutes"], tags["gpubox:max-hours"]) == ("60", "0")
 
     summary = "\n".join(first.messages)
     assert f"Box '{NAME}' is ready: g5.xlarge with 1x NVIDIA A10G at 127.0.0.1, about $" in summary
@@ -109,6 +112,23 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     assert run("ssh", "-F", str(ssh_config), f"gpubox-{NAME}", "--", "id", "-un").stdout.strip() == "ubuntu"
     with background(["ssh", "-F", str(ssh_config), "-N", f"gpubox-{NAME}"]) as proc:
         assert jupyter_answers(url.replace("/lab?", "/api/status?"), proc) == 200
+
+    # autostop.yml: auto-stop changed on the running box in seconds, every other setting kept, the tags current.
+    tuned = gpubox.run("autostop.yml", name=NAME, ssh_host=settings["ssh_host"], ssh_port=settings["ssh_port"],
+                       minutes=120, max_hours=8, hold="2h")
+    assert tuned.rc == 0, tuned.text[-4000:]
+    config = json.loads(sh(host, "cat /etc/gpubox/autostop.json"))
+    assert (config["minutes"], config["max_hours"], config["warn_minutes"], config["hung_minutes"]) == (120, 8, 10, 30)
+    for line in ("Auto-stop: after 120 idle minutes", "Cap: stops 8 hours after start-up", "Held until "):
+        assert tuned.said(line), tuned.text[-3000:]
+    tags = aws.tags(aws.instance(NAME))
+    assert (tags["gpubox:autostop-minutes"], tags["gpubox:max-hours"]) == ("120", "8")
+    listed = gpubox.run("status.yml")
+    assert listed.rc == 0 and any(line.split()[0] == NAME and line.split()[-2:] == ["120m", "8h"]
+                                  for message in listed.messages for line in message.splitlines() if line.strip()), \
+        listed.text[-3000:]
+    refused = gpubox.run("autostop.yml", name=NAME, minutes="soon")
+    assert refused.rc != 0 and refused.said("autostop minutes 'soon' is not a whole number"), refused.text[-2000:]
 
     down = gpubox.run("teardown.yml", name=NAME, confirm=True)
     assert down.rc == 0, down.text[-4000:]

@@ -295,3 +295,8 @@ def test_a_key_pair_or_group_made_meanwhile_is_used_only_when_it_is_the_boxs():
             {"Filters": [{"Name": "group-name", "Values": ["gpubox-lab"]}, {"Name": "vpc-id", "Values": ["vpc-1"]}]})
         # Used as it is: its rules are the other run's business.
         assert create.create_named(ec2, "security_group", TOKEN, group, ingress=[{"IpProtocol": "tcp"}]) == ("sg-mine", False)
+
+
+def test_every_command_the_planner_takes_is_gathered_for():
+    from ansible_collections.gpubox.box.plugins.action import box_plan as action
+    assert set(action.ARGUMENT_SPEC["action"]["choices"]) <= set(gather.READS)

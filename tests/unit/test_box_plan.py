@@ -517,10 +517,11 @@ def test_a_box_with_two_data_volumes_is_refused_not_guessed():
 def test_status_shows_every_box_with_its_owner():
     boxes = [instance("a"), instance("b", owner=ALICE, state="stopped", iid="i-b")]
     lines = plan("status", found(instances=boxes), name="")["lines"]
-    assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H"]
-    assert lines[1].split() == ["a", "you", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "2h30m", "1.01"]
+    assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H",
+                                "AUTO-STOP", "CAP"]
+    assert lines[1].split() == ["a", "you", "g5.xlarge", "1x", "A10G", "running", "54.1.2.3", "2h30m", "1.01", "-", "-"]
     # The name its creator wrote, and the id AWS enforces beside it.
-    assert lines[2].split()[:3] == ["b", "alice", "(AIDAALICE)"] and lines[2].endswith("0 (disks only)")
+    assert lines[2].split()[:3] == ["b", "alice", "(AIDAALICE)"] and "0 (disks only)" in lines[2]
     legacy = instance("c", iid="i-c")
     del legacy["tags"][identity.OWNER]
     assert plan("status", found(instances=[legacy]), name="")["lines"][1].split()[:2] == ["c", "nobody"]
@@ -669,3 +670,49 @@ def test_new_resources_share_the_boxs_security_group_as_their_tokens_salt():
     assert plan("launch")["create"]["security_group_id"] == "new"
     kept = found(volumes=[volume()], security_groups=[group()], key_pairs=[key()])
     assert plan("launch", kept)["create"]["security_group_id"] == "sg-box"
+
+
+# --- Auto-stop settings as tags, for status.yml (issue 10)
+
+def test_status_shows_each_boxs_auto_stop_setting_and_cap_from_its_tags():
+    boxes = [instance("a", **{"gpubox:autostop-minutes": "60", "gpubox:max-hours": "8"}),
+             instance("b", iid="i-b", **{"gpubox:autostop-minutes": "0", "gpubox:max-hours": "0"}),
+             instance("c", iid="i-c")]  # configured before gpubox kept them, or not configured
+    lines = plan("status", found(instances=boxes), name="")["lines"]
+    assert [line.split()[-2:] for line in lines[1:]] == [["60m", "8h"], ["off", "-"], ["-", "-"]]
+    record = planner.box_record(boxes[0])
+    assert (record["autostop_minutes"], record["max_hours"]) == ("60", "8")
+
+
+def test_the_aws_half_never_tags_auto_stop_settings_the_box_does_not_have_yet():
+    """The host plays write the tags once the box has the settings (configure, autostop.yml), never launch."""
+    new = plan("launch", autostop_minutes="60", max_hours="8")
+    tags = {t["Key"] for t in new["create"]["instance"]["params"]["TagSpecifications"][0]["Tags"]}
+    assert not {"gpubox:autostop-minutes", "gpubox:max-hours"} & tags
+    box = found(instances=[instance(volume="vol-data", **{"gpubox:autostop-minutes": "60"})],
+                volumes=[volume(attached_to="i-0001")], security_groups=[group()], key_pairs=[key()])
+    assert plan("launch", box, autostop_minutes="120", max_hours="0")["changes"] == []
+
+
+def test_autostop_finds_your_running_box_and_says_what_to_change():
+    box = found(instances=[instance(**{"gpubox:autostop-minutes": "60"})])
+    result = plan("autostop", box, autostop_minutes="", max_hours="8", hold="")
+    assert result["problems"] == [] and result["changes"] == []
+    assert result["record"]["instance_id"] == "i-0001" and result["records"] == [result["record"]]
+    assert plan("autostop", box, autostop_minutes="", max_hours="", hold="3h")["problems"] == []
+    refused(plan("autostop", box, autostop_minutes="", max_hours="", hold=""), "Say what to change: -e minutes=120")
+    refused(plan("autostop", found(instances=[instance(state="stopped")]), autostop_minutes="30", max_hours="",
+                 hold=""), "is not running")
+    refused(plan("autostop", found(instances=[instance(owner=ALICE)]), autostop_minutes="30", max_hours="", hold=""),
+            "belongs to", "not to you")
+
+
+@pytest.mark.parametrize("setting, value, fragment", [
+    ("autostop_minutes", "1.5", "is not a whole number of minutes"), ("autostop_minutes", "-5", "not a whole number"),
+    ("max_hours", "eight", "is not a number of hours"), ("hold", "3 days", "is not a duration"),
+    ("hold", "h", "is not a duration"), ("hold", "500h", "longer than a week")])
+def test_bad_auto_stop_settings_are_refused_before_anything_changes(setting, value, fragment):
+    given = {"autostop_minutes": "", "max_hours": "", "hold": "", setting: value}
+    refused(plan("autostop", found(instances=[instance()]), **given), fragment, "Nothing was changed.")
+    if setting != "hold":
+        refused(plan("launch", **{setting: value}), fragment, "Nothing was created.")

@@ -119,3 +119,17 @@ def test_a_box_from_before_owner_tags_can_be_made_yours_and_nothing_else(resourc
     for extra in ("gpubox:name", "gpubox:managed-by", "Name"):
         assert not allowed("ec2:CreateTags", resource, **LEGACY,
                            **{**claim, "aws:TagKeys": ["gpubox:owner", extra]})
+
+
+def test_your_own_instance_takes_its_auto_stop_tags_and_nothing_else():
+    setting = {"aws:TagKeys": ["gpubox:autostop-minutes", "gpubox:max-hours"]}
+    assert allowed("ec2:CreateTags", INSTANCE, **MINE, **setting)
+    # Not another owner's, not an ownerless or foreign instance, not on a volume, group or key.
+    for existing in ({}, ALICES, LEGACY, {"aws:ResourceTag/Name": "gpubox-lab"}):
+        assert not allowed("ec2:CreateTags", INSTANCE, **existing, **setting)
+    for resource in (VOLUME, GROUP, KEY):
+        assert not allowed("ec2:CreateTags", resource, **MINE, **setting)
+    # No other key rides along: not managed-by, not the owner, not a name.
+    for extra in ("gpubox:managed-by", "gpubox:owner", "gpubox:name", "Name"):
+        assert not allowed("ec2:CreateTags", INSTANCE, **MINE,
+                           **{"aws:TagKeys": ["gpubox:autostop-minutes", extra]})

@@ -25,7 +25,7 @@ except ImportError:
 
 ARGUMENT_SPEC = {
     # What to read (gather).
-    "action": {"type": "str", "required": True, "choices": ["find", "launch", "start", "status", "stop", "teardown"]},
+    "action": {"type": "str", "required": True, "choices": ["autostop", "find", "launch", "start", "status", "stop", "teardown"]},
     "name": {"type": "str", "default": ""},
     "wanted_type": {"type": "str", "default": ""},
     "image_parameters": {"type": "list", "elements": "str", "default": []},

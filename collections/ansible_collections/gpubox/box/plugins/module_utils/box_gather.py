@@ -22,6 +22,7 @@ except ImportError:  # the action plugin reports the missing dependency
 READS = {
     "status": ("all_instances",),
     "find": ("instances", "volumes"),
+    "autostop": ("instances", "volumes"),
     "find_all": ("all_instances",),
     "stop": ("instances", "volumes"),
     "start": ("instances",),

@@ -14,6 +14,9 @@ OWNER = "gpubox:owner"
 OWNER_ARN = "gpubox:owner-arn"
 ROLE = "gpubox:role"
 GENERATION = "gpubox:generation"
+# The box's auto-stop settings, which launch and autostop.yml keep current, for status.yml to show.
+AUTOSTOP_MINUTES = "gpubox:autostop-minutes"
+MAX_HOURS = "gpubox:max-hours"
 
 # A box name: 1 to 32 lower-case letters, digits and dashes, starting with a letter, not ending with a dash.
 NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")

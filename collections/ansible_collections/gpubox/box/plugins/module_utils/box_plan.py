@@ -6,14 +6,16 @@ host side receives. No AWS call and no file access happens here, so each case is
 (tests/unit/test_box_plan.py).
 
 The plan:
-  action     the command: launch, stop, start, teardown, find (configure and verify) or status
+  action     the command: launch, stop, start, teardown, find (configure and verify), autostop (autostop.yml)
+             or status
   problems   refusals; when there is one, nothing is changed
   notes      what the user should read (a substituted type, a plain image instead of the DLAMI, ...)
   warnings   what gpubox could not check (an unreadable quota)
   changes    the changes to make, in order; empty on a re-run that changes nothing. launch: generate_ssh_key,
              import_key, create_security_group or update_ssh_rule, create_volume, then stop_for_resize, resize and
-             start, or start, or run_instance; then attach_volume. stop: stop. start: start. teardown: terminate,
-             delete_security_group, delete_key, delete_volume
+             start, or start, or wait_running, or run_instance; then attach_volume. stop: stop. start: start or
+             wait_running. teardown: terminate, delete_security_group, delete_key, delete_volume. autostop: none (the
+             host play changes the box, then its tags)
   adopt      the ids of the box's resources without an owner tag that adopt=true tags with yours
   record     the box record (see box_record); records for find with several boxes
   create     the parameters of each creation (key pair, security group, data volume, instance)
@@ -31,6 +33,8 @@ from ansible_collections.gpubox.box.plugins.module_utils import box_identity as 
 DATA_DEVICE = "/dev/sdf"
 # An SSH source wider than this, with public addresses in it, needs allow_world_ssh.
 WIDEST_SSH_PREFIX = {4: 16, 6: 48}
+# The longest hold the box's gpubox-autostop takes.
+MAX_HOLD_MINUTES = 7 * 24 * 60
 
 
 # --- Settings that need no AWS answer
@@ -113,6 +117,41 @@ def settings_problems(settings, images):
     return [p for p in problems if p]
 
 
+def autostop_tags(settings):
+    """(the auto-stop tags the settings ask for, problem): only the settings given (non-empty) count; a hold is
+    checked too."""
+    tags, problems = {}, []
+    minutes = str(settings.get("autostop_minutes", "")).strip()
+    if minutes:
+        if re.fullmatch(r"[0-9]+", minutes):
+            tags[identity.AUTOSTOP_MINUTES] = str(int(minutes))
+        else:
+            problems.append(f"autostop minutes '{minutes}' is not a whole number of minutes: pass for example 60, "
+                            "or 0 to switch the idle stop off.")
+    hours = str(settings.get("max_hours", "")).strip()
+    if hours:
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", hours):
+            tags[identity.MAX_HOURS] = f"{float(hours):g}"
+        else:
+            problems.append(f"max_hours '{hours}' is not a number of hours: pass for example 8 or 1.5, or 0 for no cap.")
+    hold = str(settings.get("hold", "")).strip()
+    held = re.fullmatch(r"([0-9]+)|(?=[0-9])(?:([0-9]+)h)?(?:([0-9]+)m(?:in)?)?", hold)
+    if hold and hold != "off" and not held:
+        problems.append(f"hold '{hold}' is not a duration: pass for example -e hold=3h, 90m or 1h30m, or -e hold=off.")
+    elif held and int(held.group(1) or 0) + int(held.group(2) or 0) * 60 + int(held.group(3) or 0) > MAX_HOLD_MINUTES:
+        problems.append(f"hold '{hold}' is longer than a week, the longest hold: to switch the idle stop off, pass "
+                        "-e minutes=0 instead.")
+    return tags, " ".join(problems)
+
+
+def _autostop_label(tags):
+    """The auto-stop setting and the cap as status shows them, from the instance's tags."""
+    minutes, hours = tags.get(identity.AUTOSTOP_MINUTES), tags.get(identity.MAX_HOURS)
+    idle = "-" if minutes is None else ("off" if minutes == "0" else f"{minutes}m")
+    cap = "-" if hours in (None, "0") else f"{hours}h"
+    return idle, cap
+
+
 # --- The box record
 
 def _address(instance):
@@ -157,6 +196,8 @@ def box_record(instance, families=None, quota_groups=None):
         "security_group_ids": sorted(g.get("group_id", "") for g in instance.get("security_groups") or []),
         "volume_id": _data_volume_id(instance),
         "generation": _as_int(tags.get(identity.GENERATION), 0),
+        "autostop_minutes": tags.get(identity.AUTOSTOP_MINUTES, ""),
+        "max_hours": tags.get(identity.MAX_HOURS, ""),
         "launch_time": str(instance.get("launch_time", "")),
     }
     if families is not None:
@@ -290,6 +331,11 @@ def plan(settings, found, families, quota_groups, images):
     name = settings.get("name", "")
     nothing = "Nothing was created." if action == "launch" else "Nothing was changed."
 
+    if action in ("launch", "autostop"):
+        _, problem = autostop_tags(settings)
+        if problem:
+            result["problems"].append(f"{problem} {nothing}")
+            return result
     if action in ("status",) or (action == "find" and not name):
         pass
     else:
@@ -359,7 +405,7 @@ def plan(settings, found, families, quota_groups, images):
                            "tags": {identity.OWNER: caller.get("user_id", ""), identity.OWNER_ARN: caller.get("arn", "")}}
 
     planner = {"launch": _plan_launch, "stop": _plan_stop, "start": _plan_start,
-               "teardown": _plan_teardown, "find": _plan_find}[action]
+               "teardown": _plan_teardown, "find": _plan_find, "autostop": _plan_autostop}[action]
     return planner(result, settings, found, box, families, quota_groups, images)
 
 
@@ -441,6 +487,18 @@ def _plan_find(result, settings, found, box, families, quota_groups, images):
     return result
 
 
+def _plan_autostop(result, settings, found, box, families, quota_groups, images):
+    """autostop.yml: the running box whose auto-stop changes, as a record for the host play (which changes the box,
+    then the tags status.yml shows, once the box has the settings)."""
+    wanted, _ = autostop_tags(settings)
+    if not wanted and not str(settings.get("hold", "")).strip():
+        result["problems"].append(
+            "Say what to change: -e minutes=120 (idle minutes; 0 switches the idle stop off), -e max_hours=8 (0: no "
+            "cap), or -e hold=3h (no idle stop for that long; -e hold=off ends it). Nothing was changed.")
+        return result
+    return _plan_find(result, settings, found, box, families, quota_groups, images)
+
+
 def _plan_find_all(result, settings, found, families, quota_groups, caller):
     """configure and verify without a name: your one running box, or all of them with all_boxes=true."""
     mine = [i for i in _live(found.get("instances", []))
@@ -477,9 +535,10 @@ def _owner_short(tags):
 
 
 def status_lines(instances, families, quota_groups, now, caller=None):
-    """Lines of a table of gpubox boxes: name, owner, type, GPUs, state, public IP, uptime, estimated $/h."""
+    """Lines of a table of gpubox boxes: name, owner, type, GPUs, state, public IP, uptime, estimated $/h, and the
+    auto-stop setting and cap from the tags launch and autostop.yml keep current ("-": no tag, an older box)."""
     caller = caller or {}
-    header = ("NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC IP", "UPTIME", "EST. $/H")
+    header = ("NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC IP", "UPTIME", "EST. $/H", "AUTO-STOP", "CAP")
     rows = []
     boxes = [i for i in _live(instances) if identity.is_gpubox(i.get("tags"))
              and not identity.name_problem(i["tags"].get(identity.NAME))]
@@ -497,6 +556,7 @@ def status_lines(instances, families, quota_groups, now, caller=None):
             inst.get("public_ip_address") or "-",
             _uptime(inst.get("launch_time"), now) if running else "-",
             (f"{entry['usd_per_hour']:.2f}" if entry else "?") if running else "0 (disks only)",
+            *_autostop_label(inst["tags"]),
         ))
     if not rows:
         return ["No gpubox boxes in this region."]
