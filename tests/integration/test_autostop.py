@@ -359,19 +359,27 @@ def test_work_keeps_the_box_up_and_an_idle_one_is_warned_and_stops(box):
 CONFIGURE_ONLY_AUTOSTOP = ["--tags", "autostop", "-e", "gpu_required=false"]
 
 
-@pytest.mark.parametrize("asked, enabled", [({}, "disabled"), ({"autostop_minutes": 30}, "enabled")])
-def test_a_machine_gpubox_did_not_launch_gets_auto_stop_only_when_asked(tmp_path, asked, enabled):
-    """configure.yml -i HOST, on a machine of one's own: a workstation, or an instance that terminates on shutdown."""
+def test_a_machine_gpubox_did_not_launch_gets_auto_stop_only_when_asked(tmp_path):
+    """configure.yml -i HOST, on a machine of one's own (a workstation, or an instance that terminates on shutdown):
+    off unless asked; once asked, later runs keep it; every run says what auto-stop does there."""
     with stand_in_host("gpubox-own", free_port(), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE5hbWVub3RoaW5nIHVzZWQgaGVyZQ")\
             as name:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="default",
                    ANSIBLE_NOCOLOR="1")
-        extra = [arg for key, value in asked.items() for arg in ("-e", f"{key}={value}")]
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "configure.yml", "-i", f"{name},",
-             "-c", "community.docker.docker", *CONFIGURE_ONLY_AUTOSTOP, *extra],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-        assert sh(name, f"systemctl is-enabled {UNIT}.timer") == enabled
-        minutes = json.loads(sh(name, "cat /etc/gpubox/autostop.json"))["minutes"]
-        assert minutes == asked.get("autostop_minutes", 0)
+
+        def configure(*extra):
+            result = subprocess.run(
+                [str(Path(sys.executable).parent / "ansible-playbook"), "configure.yml", "-i", f"{name},",
+                 "-c", "community.docker.docker", *CONFIGURE_ONLY_AUTOSTOP, *extra],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+            minutes = json.loads(sh(name, "cat /etc/gpubox/autostop.json"))["minutes"]
+            return sh(name, f"systemctl is-enabled {UNIT}.timer"), minutes, " ".join(result.stdout.split())
+
+        enabled, minutes, said = configure()
+        assert (enabled, minutes) == ("disabled", 0)
+        assert f"Auto-stop is off on {name}" in said and "gpubox did not launch it" in said
+        enabled, minutes, said = configure("-e", "autostop_minutes=30")
+        assert (enabled, minutes) == ("enabled", 30) and f"Auto-stop: {name} stops itself after 30 idle minutes" in said
+        enabled, minutes, _ = configure()  # not given again: kept
+        assert (enabled, minutes) == ("enabled", 30)

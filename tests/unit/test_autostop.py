@@ -591,7 +591,8 @@ def box(monkeypatch, tmp_path, capsys):
         monkeypatch.setattr(autostop, "read_timer_since", lambda timer: None)
         monkeypatch.setattr(autostop, "shutdown", lambda: calls["shutdown"].append("shutdown -h now") or 0)
         monkeypatch.setattr(autostop, "broadcast", lambda message, ttys: calls["wall"].append(message))
-        status = autostop.main(["--config", str(config), "--state-dir", str(state_dir), *argv])
+        status = autostop.main(["--config", str(config), "--state-dir", str(state_dir),
+                                "--runtime-dir", str(tmp_path / "run"), *argv])
         out = capsys.readouterr()
         return status, (out.out + out.err).strip(), calls
 
@@ -648,3 +649,42 @@ def test_bad_settings_are_named(box, tmp_path):
     (tmp_path / "autostop.json").write_text("{not json")
     status, said, _ = box(["check"])
     assert status == 2 and "is not JSON" in said
+
+
+def test_a_full_disk_does_not_keep_the_machine_up(box, monkeypatch):
+    """The state cannot be written to disk (ENOSPC): it is kept in memory (/run), the warning and the stop come."""
+    write = autostop.write_file
+
+    def full_disk(path, text, mode=0o644):
+        if str(box.state_dir) in path:
+            raise OSError(28, "No space left on device")
+        return write(path, text, mode)
+    monkeypatch.setattr(autostop, "write_file", full_disk)
+    long_ago = autostop.time.time() - 2 * HOUR
+    status, line, calls = box(["check"], quiet(jupyter_last_activity=long_ago), up_since=long_ago)
+    assert status == 0 and "No space left on device" in line and len(calls["wall"]) == 1
+    spare = box.state_dir.parent / "run" / "state.json"
+    state = json.loads(spare.read_text())
+    state["warned"]["at"] -= 2 * MINUTE  # the warning was two minutes ago
+    spare.write_text(json.dumps(state))
+    status, line, calls = box(["check"], quiet(jupyter_last_activity=long_ago), up_since=long_ago)
+    assert "stopping: idle for " in line and calls["shutdown"] == ["shutdown -h now"] and len(calls["wall"]) == 1
+
+
+def test_the_hold_file_is_replaced_never_written_through_a_link(tmp_path):
+    """The hold's folder belongs to the login user, and root writes there: a link planted there is replaced."""
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    folder = tmp_path / "hold"
+    folder.mkdir()
+    (folder / "until").symlink_to(target)
+    autostop.write_file(str(folder / "until"), "2026-12-01T00:00:00Z\n")
+    assert target.read_text() == "keep me\n"
+    assert not (folder / "until").is_symlink() and (folder / "until").read_text() == "2026-12-01T00:00:00Z\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["until"]
+
+
+def test_systemds_dynamic_users_are_not_people():
+    dynamic = Process(800, 1, 61184, BOOT, 1.0, "/usr/lib/systemd/systemd-oomd")
+    assert autostop.work_processes(SYSTEM + [dynamic], 1000) == [p for p in SYSTEM if p.uid == 1000]
+    assert autostop.parse_uid_min("UID_MIN 1000\nUID_MAX 60000\n", "UID_MAX", 1) == 60000

@@ -49,6 +49,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -56,6 +57,8 @@ import urllib.request
 
 CONFIG_FILE = "/etc/gpubox/autostop.json"
 STATE_DIR = "/var/lib/gpubox/autostop"
+# Where the state goes when the disk is full (systemd's RuntimeDirectory=, in memory).
+RUNTIME_DIR = "/run/gpubox-autostop"
 TIMER = "gpubox-autostop.timer"
 # The title sshd gives the per-connection process of a login with a session: "sshd: ubuntu@pts/0" or
 # "sshd: ubuntu@notty" (OpenSSH up to 9.7), "sshd-session: ubuntu@pts/0" (9.8 and later).
@@ -84,7 +87,9 @@ class Settings:
     network_kib_per_s: int = 100  # received plus sent, loopback left out
     jupyter_url: str = "http://127.0.0.1:8888"
     token_file: str = "/etc/gpubox/jupyter-token"
+    hold_file: str = ""  # where the hold is kept ("": hold-until in the state directory)
     uid_min: int = 1000
+    uid_max: int = 60000
 
 
 @dataclasses.dataclass
@@ -172,11 +177,12 @@ def describe_duration(seconds):
 
 # --- What counts as people's work (pure)
 
-def is_user(process, uid_min):
-    return process.uid >= uid_min and process.uid != NOBODY_UID
+def is_user(process, uid_min, uid_max=60000):
+    """A login user's process: uid from UID_MIN to UID_MAX (not nobody, not systemd's DynamicUser services)."""
+    return uid_min <= process.uid <= uid_max and process.uid != NOBODY_UID
 
 
-def work_processes(processes, uid_min):
+def work_processes(processes, uid_min, uid_max=60000):
     """The processes whose CPU use is people's work: login users', those a login started (whatever they became
     since: sudo, a reparented nohup job), those under an SSH login, and containers'.
 
@@ -187,14 +193,14 @@ def work_processes(processes, uid_min):
     for process in processes:
         if SSHD_TITLE.match(process.title):
             continue
-        if is_user(process, uid_min) or process.login_uid is not None:
+        if is_user(process, uid_min, uid_max) or process.login_uid is not None:
             counted.append(process)
             continue
         parent, seen = by_pid.get(process.ppid), set()
         while parent is not None and parent.pid not in seen:
             seen.add(parent.pid)
             if (SSH_SESSION_TITLE.match(parent.title) or CONTAINER_SHIM.match(parent.title)
-                    or (is_user(parent, uid_min) and not SSHD_TITLE.match(parent.title))):
+                    or (is_user(parent, uid_min, uid_max) and not SSHD_TITLE.match(parent.title))):
                 counted.append(process)
                 break
             parent = by_pid.get(parent.ppid)
@@ -234,7 +240,7 @@ def decide(now, up_since, boot, hold_until, state, readings, settings):
     """
     s = settings
     state = state or {}
-    processes = work_processes(readings.processes or [], s.uid_min)
+    processes = work_processes(readings.processes or [], s.uid_min, s.uid_max)
     sample = {"time": now, "cpu": cpu_sample(processes), "network": readings.network_bytes}
     new_state = {"sample": sample, "last_active": state.get("last_active"), "warned": None}
     if s.minutes <= 0 and s.max_hours <= 0:
@@ -434,12 +440,12 @@ def parse_gpu_utilization(text):
     return values
 
 
-def parse_uid_min(login_defs_text):
+def parse_uid_min(login_defs_text, key="UID_MIN", default=1000):
     for line in login_defs_text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0] == "UID_MIN" and parts[1].isdigit():
+        if len(parts) == 2 and parts[0] == key and parts[1].isdigit():
             return int(parts[1])
-    return 1000
+    return default
 
 
 def ssh_sessions(processes):
@@ -537,12 +543,14 @@ def read_network(path="/proc/net/dev"):
         return None
 
 
-def read_uid_min(path="/etc/login.defs"):
+def read_uid_range(path="/etc/login.defs"):
+    """(UID_MIN, UID_MAX) of login users."""
     try:
         with open(path) as handle:
-            return parse_uid_min(handle.read())
+            text = handle.read()
     except OSError:
-        return 1000
+        return 1000, 60000
+    return parse_uid_min(text), parse_uid_min(text, "UID_MAX", 60000)
 
 
 def _jupyter_get(url, path, token, query=None):
@@ -653,24 +661,45 @@ def read_hold(path):
 
 
 def write_file(path, text, mode=0o644):
-    """Replace path with text in one step, so a reader never sees half of it."""
+    """Replace path with text in one step, so a reader never sees half of it. The temporary file is new (never one
+    that is there already, nor what a link there points to): the hold's folder is the login user's."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as handle:
-        handle.write(text)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".gpubox-")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def logged_in_terminals():
+    """The terminals of logins that utmp lists (`who`): those wall reaches."""
+    try:
+        result = subprocess.run(["who"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.split()[1] for line in result.stdout.splitlines() if len(line.split()) > 1}
 
 
 def broadcast(message, ttys, dev="/dev"):
-    """The message to every terminal: wall, and straight to each terminal when wall fails."""
+    """The message to every terminal: wall to the logins utmp lists, and straight to every other terminal
+    (JupyterLab's terminals, tmux panes), or to all of them when wall fails."""
+    reached = set()
     try:
         if subprocess.run(["wall"], input=message + "\n", text=True, capture_output=True, timeout=30,
                           check=False).returncode == 0:
-            return
+            reached = logged_in_terminals()
     except (OSError, subprocess.TimeoutExpired):
         pass
     for tty in ttys:
+        if tty in reached:
+            continue
         try:  # never blocks on a terminal nobody reads, never becomes the check's controlling terminal
             descriptor = os.open(os.path.join(dev, tty), os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError:
@@ -690,8 +719,12 @@ def shutdown():
 
 # --- The commands
 
+def hold_path(args, settings):
+    return settings.hold_file or os.path.join(args.state_dir, "hold-until")
+
+
 def check(args, settings):
-    hold_file = os.path.join(args.state_dir, "hold-until")
+    hold_file = hold_path(args, settings)
     state_file = os.path.join(args.state_dir, "state.json")
     if settings.minutes <= 0 and settings.max_hours <= 0:
         print("off: autostop_minutes and max_hours are 0, nothing is checked", flush=True)
@@ -707,11 +740,21 @@ def check(args, settings):
     now = time.time()
     boot = read_system_up()
     up_since = max(t for t in (boot, read_timer_since(args.timer)) if t is not None)
-    decision = decide(now, up_since, boot, read_hold(hold_file), read_json(state_file), readings, settings)
+    spare_file = os.path.join(args.runtime_dir, "state.json")
+    state = max((read_json(state_file), read_json(spare_file)),
+                key=lambda s: (s.get("check") or {}).get("time") or 0)  # the newer, if the disk was full
+    decision = decide(now, up_since, boot, read_hold(hold_file), state, readings, settings)
     print(decision.reason + (" (dry run)" if args.dry_run else ""), flush=True)
     if args.dry_run:
         return 0
-    write_file(state_file, json.dumps(decision.state) + "\n")
+    try:  # a full disk must not keep the machine up: the state goes to memory, and the stop comes anyway
+        write_file(state_file, json.dumps(decision.state) + "\n")
+    except OSError as error:
+        print(f"could not write {state_file} ({error.strerror}): keeping the state in {spare_file}", flush=True)
+        try:
+            write_file(spare_file, json.dumps(decision.state) + "\n")
+        except OSError:
+            pass
     if decision.message:
         broadcast(decision.message, sorted(readings.terminals))
     if decision.action == "stop":
@@ -724,12 +767,12 @@ def check(args, settings):
 
 def status(args, settings):
     state = read_json(os.path.join(args.state_dir, "state.json"))
-    print("\n".join(status_lines(time.time(), settings, state, read_hold(os.path.join(args.state_dir, "hold-until")))))
+    print("\n".join(status_lines(time.time(), settings, state, read_hold(hold_path(args, settings)))))
     return 0
 
 
 def hold(args, settings):
-    hold_file = os.path.join(args.state_dir, "hold-until")
+    hold_file = hold_path(args, settings)
     if args.duration.strip().lower() in ("off", "0", "none"):
         seconds = 0
     else:
@@ -742,11 +785,14 @@ def hold(args, settings):
             print(f"gpubox-autostop hold: at most {MAX_HOLD_HOURS}h; to switch idle auto-stop off, run autostop.yml "
                   "with -e minutes=0 from your computer.", file=sys.stderr)
             return 2
-    if os.geteuid() != 0:  # the hold file is root's, like the timer
-        os.execvp("sudo", ["sudo", "--", os.path.abspath(sys.argv[0]), *sys.argv[1:]])
     # A hold that ends (now, with "off") restarts the idle count, like the end of any hold.
     until = time.time() + seconds
-    write_file(hold_file, format_time(until) + "\n")
+    try:  # the login user's folder (the role's autostop_hold_user); anyone else needs root
+        write_file(hold_file, format_time(until) + "\n")
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        os.execvp("sudo", ["sudo", "--", os.path.abspath(sys.argv[0]), *sys.argv[1:]])
     if seconds == 0:
         print("No hold: the machine stops after its idle time again, counted from now.")
         return 0
@@ -760,6 +806,7 @@ def arguments(argv):
     parser = argparse.ArgumentParser(prog="gpubox-autostop", description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--config", default=CONFIG_FILE, help="settings (JSON)")
     parser.add_argument("--state-dir", default=STATE_DIR)
+    parser.add_argument("--runtime-dir", default=RUNTIME_DIR, help="where the state goes when the disk is full")
     commands = parser.add_subparsers(dest="command")
     one = commands.add_parser("check", help="check once, warn and stop when the time has come")
     one.add_argument("--dry-run", action="store_true", help="print the decision; do not stop, warn or write the state")
@@ -778,7 +825,7 @@ def main(argv=None):
     except ValueError as error:
         print(f"gpubox-autostop: {error}", file=sys.stderr)
         return 2
-    settings.uid_min = read_uid_min()
+    settings.uid_min, settings.uid_max = read_uid_range()
     command = args.command or "status"
     return {"check": check, "status": status, "hold": hold}[command](args, settings)
 
