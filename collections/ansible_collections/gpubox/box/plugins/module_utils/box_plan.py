@@ -118,8 +118,8 @@ def settings_problems(settings, images):
 
 
 def autostop_tags(settings):
-    """(the auto-stop tags the settings ask for, problem): only the settings given (non-empty) count; a hold is
-    checked too."""
+    """(the auto-stop tags the settings given (non-empty) would be, problem): the planner only checks them (and a
+    hold) before anything changes; the host plays write the tags once the box has the settings."""
     tags, problems = {}, []
     minutes = str(settings.get("autostop_minutes", "")).strip()
     if minutes:
