@@ -2,6 +2,7 @@
 #   make launch type=g5.xlarge [name=NAME] [os=...] [ami=...]   launch or reconfigure a box
 #   make stop|start|status|teardown [name=NAME]                 the rest of its life
 #   make autostop name=NAME minutes=120|max_hours=8|hold=3h      change auto-stop on a running box
+#   make bake name=NAME | make images [prune_keep=2]             an image of a configured box (launch ami=baked); list, prune
 #   make demo                                                    the whole flow against stand-ins, no AWS account needed
 #   make test                                                    install what the tests need, then run them all
 SHELL := /bin/bash
@@ -12,11 +13,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 # Settings given on the make command line become -e settings; ARGS passes anything else.
-SETTINGS := type name os ami confirm delete_data resize substitute allow_other_owner adopt all_boxes minutes max_hours hold
+SETTINGS := type name os ami market max_price retry_until_up move_data confirm delete_data resize substitute allow_other_owner \
+	adopt all_boxes minutes max_hours hold no_reboot prune_keep delete_images
 EXTRA := $(foreach v,$(SETTINGS),$(if $($(v)),-e $(v)=$($(v))))
 ARGS ?=
 
-.PHONY: setup launch stop start status teardown autostop demo demo-down test test-deps lint unit aws integration molecule e2e
+.PHONY: setup launch stop start status teardown autostop bake images demo demo-down test test-deps lint unit aws integration molecule e2e
 
 $(VENV)/.setup: requirements.txt requirements.yml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +28,7 @@ $(VENV)/.setup: requirements.txt requirements.yml
 
 setup: $(VENV)/.setup
 
-launch stop start status teardown autostop: $(VENV)/.setup
+launch stop start status teardown autostop bake images: $(VENV)/.setup
 	$(BIN)/ansible-playbook $@.yml $(EXTRA) $(ARGS)
 
 # The same launch against moto server and a systemd container with sshd (needs Docker; see README).
@@ -55,8 +57,9 @@ lint: $(VENV)/.test-deps
 unit: $(VENV)/.test-deps
 	python -m pytest tests/unit -q
 
+# Two workers, each with its own moto server: the suite is mostly Ansible's start-up, which a second core halves.
 aws: $(VENV)/.test-deps
-	python -m pytest tests/aws -q
+	python -m pytest tests/aws -q -n 2
 
 integration: test-deps
 	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/integration -q

@@ -84,9 +84,9 @@ def start_moto(port):
     raise RuntimeError("moto server did not start")
 
 
-def start_container(name, *docker_args):
-    """Start systemd container `name` from the test image and wait until systemd is up."""
-    run("docker", "run", "-d", "--name", name, *SYSTEMD_ARGS, *docker_args, IMAGE, "/lib/systemd/systemd")
+def start_container(name, *docker_args, image=IMAGE):
+    """Start systemd container `name` from the test image (or `image`) and wait until systemd is up."""
+    run("docker", "run", "-d", "--name", name, *SYSTEMD_ARGS, *docker_args, image, "/lib/systemd/systemd")
     deadline = time.monotonic() + 90
     state = ""
     while time.monotonic() < deadline:
@@ -97,9 +97,9 @@ def start_container(name, *docker_args):
     raise RuntimeError(f"systemd in container {name} did not come up: {state}")
 
 
-def start_host(name, ssh_port, public_key, *docker_args):
+def start_host(name, ssh_port, public_key, *docker_args, image=IMAGE):
     """Start the stand-in instance `name` with sshd on 127.0.0.1:ssh_port and public_key authorised."""
-    start_container(name, "-p", f"127.0.0.1:{ssh_port}:22", *MOUNTS, *docker_args)
+    start_container(name, "-p", f"127.0.0.1:{ssh_port}:22", *MOUNTS, *docker_args, image=image)
     home = f"/home/{LOGIN_USER}"
     exec_in(name, f"install -d -m 0700 -o {LOGIN_USER} -g {LOGIN_USER} {home}/.ssh && "
                   f"install -m 0600 -o {LOGIN_USER} -g {LOGIN_USER} /dev/stdin {home}/.ssh/authorized_keys && "

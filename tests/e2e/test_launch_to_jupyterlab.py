@@ -6,10 +6,17 @@ in moto and configures the container through the ssh_host/ssh_port overrides; th
 tunnel command that launch printed, drives headless Chromium through the tunnel to the printed URL, runs
 the sample notebook, re-runs launch (nothing changes), checks `ssh gpubox-NAME`, and tears down.
 The screenshot is saved to build/test-artifacts/jupyterlab-through-tunnel.png (the README's picture).
+
+Then the box is baked (bake.yml: an image in moto), and a second stand-in committed from the configured container
+plays an instance launched from that image (launch.yml -e ami=baked): time-to-notebook, from the launch to JupyterLab
+answering through the tunnel, is printed for both and saved to build/test-artifacts/time-to-notebook.json (measured,
+never asserted).
 """
 
 import json
 import shlex
+import time
+import uuid
 
 import pytest
 
@@ -17,6 +24,7 @@ from support.browser import run_notebook
 from standin import HOST_SETTINGS, MOTO_UBUNTU_AMI
 from support.containers import free_port, loop_device, run, sh, stand_in_host
 from support.gpubox import MY_CIDR, REPO, Aws, Gpubox, moto_server
+from support.snapshot_tags import snapshot_tags
 from support.tunnel import background, jupyter_answers
 
 NAME = "e2e"
@@ -41,7 +49,8 @@ def world(tmp_path_factory):
                 "ssh_host": "127.0.0.1", "ssh_port": ssh_port, "tunnel_port": free_port(),
                 "data_volume_device": loop, **HOST_SETTINGS,
             }
-            yield {"gpubox": Gpubox(moto, home), "aws": Aws(moto), "host": host, "settings": settings}
+            yield {"gpubox": Gpubox(moto, home), "aws": Aws(moto), "host": host, "settings": settings, "work": work,
+                   "public_key": public_key}
     finally:
         run("losetup", "-d", loop, check=False)
 
@@ -56,6 +65,7 @@ def line_after(result, label):
 def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the_data(world):
     gpubox, aws, host, settings = world["gpubox"], world["aws"], world["host"], world["settings"]
 
+    started = time.monotonic()
     first = gpubox.run("launch.yml", timeout=1800, **settings)
     assert first.rc == 0, first.text[-6000:]
 
@@ -94,6 +104,7 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     # The exact tunnel command that launch printed, then a real browser through it.
     with background(shlex.split(tunnel)) as proc:
         assert jupyter_answers(url, proc) == 200
+        to_notebook = {"fresh image": round(time.monotonic() - started, 1)}
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         outputs = run_notebook(url, "gpubox-sample.ipynb", SCREENSHOT)
     assert "TensorFlow 2.21.0 | Keras 3.15.1" in outputs
@@ -130,6 +141,10 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     refused = gpubox.run("autostop.yml", name=NAME, minutes="soon")
     assert refused.rc != 0 and refused.said("autostop minutes 'soon' is not a whole number"), refused.text[-2000:]
 
+    to_notebook["baked image"] = launch_from_a_baked_image(world, aws)
+    (ARTIFACTS / "time-to-notebook.json").write_text(json.dumps(to_notebook) + "\n")
+    print(f"time to notebook, launch to JupyterLab through the tunnel (s): {to_notebook}")
+
     down = gpubox.run("teardown.yml", name=NAME, confirm=True)
     assert down.rc == 0, down.text[-4000:]
     assert aws.instances(NAME) == []
@@ -137,3 +152,36 @@ def test_launch_opens_jupyterlab_through_the_tunnel_and_teardown_leaves_only_the
     assert [v["State"] for v in aws.data_volumes(NAME)] == ["available"]
     assert not (gpubox.home / ".ssh" / "gpubox.d" / f"{NAME}.conf").exists()
     assert not (gpubox.home / ".ssh" / "gpubox.d" / f"{NAME}.known_hosts").exists()
+
+
+def launch_from_a_baked_image(world, aws):
+    """Bake the configured box, launch a second box with ami=baked (a stand-in committed from the first plays its
+    instance), and return the seconds from its launch to JupyterLab answering through its tunnel."""
+    gpubox, host, settings = world["gpubox"], world["host"], world["settings"]
+    with snapshot_tags(gpubox, gpubox.env["AWS_ENDPOINT_URL"], aws.ec2):  # moto cannot tag snapshots at CreateImage
+        baked = gpubox.run("bake.yml", name=NAME, ssh_host=settings["ssh_host"], ssh_port=settings["ssh_port"],
+                           no_reboot=True)
+    assert baked.rc == 0, baked.text[-4000:]
+    [image] = aws.ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:gpubox:name", "Values": [NAME]}])["Images"]
+
+    tag = f"gpubox-baked:{uuid.uuid4().hex[:8]}"
+    run("docker", "commit", host, tag)
+    ssh_port = free_port()
+    loop = loop_device(world["work"] / "baked-data-volume.img", size_mib=64)
+    twin = {**settings, "name": f"{NAME}-baked", "ami": "baked", "ssh_port": ssh_port, "tunnel_port": free_port(),
+            "data_volume_device": loop}
+    try:
+        with stand_in_host("gpubox-e2e-baked", ssh_port, world["public_key"], "--device", loop, image=tag):
+            started = time.monotonic()
+            second = gpubox.run("launch.yml", timeout=1800, **twin)
+            assert second.rc == 0, second.text[-6000:]
+            assert aws.instance(twin["name"])["ImageId"] == image["ImageId"]
+            with background(shlex.split(line_after(second, "Open the tunnel and leave it running:"))) as proc:
+                assert jupyter_answers(line_after(second, "Open JupyterLab:"), proc) == 200
+                seconds = round(time.monotonic() - started, 1)
+            down = gpubox.run("teardown.yml", name=twin["name"], confirm=True, delete_data=True)
+            assert down.rc == 0, down.text[-4000:]
+    finally:
+        run("docker", "rmi", "-f", tag, check=False)
+        run("losetup", "-d", loop, check=False)
+    return seconds

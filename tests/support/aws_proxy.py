@@ -1,7 +1,10 @@
 """A reverse proxy on 127.0.0.1 in front of moto server: records the AWS calls and adds EC2's ClientToken idempotency.
 
 Point AWS_ENDPOINT_URL at `proxy.url`. Every request is forwarded to moto and moto's answer returned unchanged;
-each signed request is recorded in `proxy.calls` as (IAM service prefix, API action), e.g. ("ec2", "RunInstances").
+each signed request is recorded in `proxy.calls` as (IAM service prefix, API action), e.g. ("ec2", "RunInstances"),
+and with its form fields in `proxy.requests`, so that a test can assert on what gpubox asked AWS for where moto
+does not act on it (spot market options). `proxy.refuse()` answers chosen requests with an AWS error instead of
+moto, as EC2 does when it has no capacity in a zone.
 
 moto ignores ClientToken, so RunInstances or CreateVolume repeated with the same token would create a second
 instance or volume. The proxy answers such repeats itself, as EC2 documents: the same token with the same
@@ -69,6 +72,8 @@ class AwsProxy:
         self._thread = None
         self.url = None
         self.calls = []
+        self.requests = []
+        self._refusals = []
         self.idempotent_replays = 0
 
     def start(self):
@@ -88,6 +93,8 @@ class AwsProxy:
         """Forget the recorded calls and the client tokens (for a test that starts again on a reset moto)."""
         with self._lock:
             self.calls.clear()
+            self.requests.clear()
+            self._refusals.clear()
             self._tokens.clear()
             self._holds.clear()
             self.idempotent_replays = 0
@@ -100,6 +107,24 @@ class AwsProxy:
                 self._holds.pop(action, None)
         with self._lock:
             self._holds[action] = threading.Barrier(arrivals, action=release, timeout=timeout)
+
+    def refuse(self, action, code, message, when=lambda fields: True, times=None):
+        """Answer the next `times` requests of `action` whose form fields satisfy `when` (all of them: None) with
+        EC2's error `code`, as EC2 does, and without passing them to moto."""
+        with self._lock:
+            self._refusals.append({"action": action, "code": code, "message": message, "when": when, "left": times})
+
+    def _refusal(self, action, fields):
+        with self._lock:
+            for refusal in self._refusals:
+                if refusal["action"] == action and refusal["left"] != 0 and refusal["when"](fields):
+                    if refusal["left"] is not None:
+                        refusal["left"] -= 1
+                    body = ('<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}'
+                            "</Message></Error></Errors><RequestID>{}</RequestID></Response>").format(
+                                refusal["code"], refusal["message"], uuid.uuid4())
+                    return _response(400, "Bad Request", "text/xml", body.encode())
+        return None
 
     def __enter__(self):
         self.start()
@@ -124,12 +149,16 @@ class AwsProxy:
         action = target.rpartition(".")[2] if target else fields.get("Action")
         with self._lock:
             self.calls.append((service, action))
+            self.requests.append((service, action, fields))
             barrier = self._holds.get(action)
         if barrier is not None:
             try:
                 barrier.wait()
             except threading.BrokenBarrierError:  # the others did not come: go on alone
                 pass
+        refused = self._refusal(action, fields)
+        if refused is not None:
+            return refused
         token = fields.get("ClientToken")
         if service == "ec2" and action in IDEMPOTENT_ACTIONS and token:
             params = sorted((name, value) for name, value in form if name != "ClientToken")

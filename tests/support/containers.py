@@ -60,12 +60,13 @@ def systemd_container(prefix, *docker_args):
 
 
 @contextlib.contextmanager
-def stand_in_host(prefix, ssh_port, public_key, *docker_args):
-    """A running stand-in instance with sshd on 127.0.0.1:ssh_port (removed afterwards): yields its name."""
+def stand_in_host(prefix, ssh_port, public_key, *docker_args, image=None):
+    """A running stand-in instance with sshd on 127.0.0.1:ssh_port (removed afterwards): yields its name. `image`:
+    another image than the test image (a baked box: a stand-in committed after configure)."""
     docker_ready()
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     try:
-        start_host(name, ssh_port, public_key, *docker_args)
+        start_host(name, ssh_port, public_key, *docker_args, **({"image": image} if image else {}))
         yield name
     finally:
         remove_host(name)

@@ -110,11 +110,11 @@ def test_status_table():
          "tags": {"gpubox:name": "mine"}},
     ]
     lines = planner.status_lines(instances, FAMILIES, QUOTAS, "2026-11-27T12:30:00")
-    assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H",
-                                "AUTO-STOP", "CAP"]
-    assert lines[1].split() == ["alpha", "nobody", "p4d.24xlarge", "8x", "A100", "40GB", "stopped", "-", "-", "0", "(disks",
-                                "only)", "-", "-"]
-    assert lines[2].split()[0] == "zeta" and lines[2].split()[-6:] == ["running", "54.1.2.3", "1d02h", "1.01", "-", "-"]
+    assert lines[0].split() == ["NAME", "OWNER", "TYPE", "GPUS", "MARKET", "STATE", "PUBLIC", "IP", "UPTIME", "EST.", "$/H",
+                                "SPOT", "$/H", "AUTO-STOP", "CAP"]
+    assert lines[1].split() == ["alpha", "nobody", "p4d.24xlarge", "8x", "A100", "40GB", "on-demand", "stopped", "-", "-", "0",
+                                "(disks", "only)", "-", "-", "-"]
+    assert lines[2].split()[0] == "zeta" and lines[2].split()[-7:] == ["running", "54.1.2.3", "1d02h", "1.01", "-", "-", "-"]
     assert len(lines) == 3
     assert planner.status_lines([], FAMILIES, QUOTAS, "2026-11-27T12:30:00") == ["No gpubox boxes in this region."]
 

@@ -25,7 +25,8 @@ except ImportError:
 
 ARGUMENT_SPEC = {
     # What to read (gather).
-    "action": {"type": "str", "required": True, "choices": ["autostop", "find", "launch", "start", "status", "stop", "teardown"]},
+    "action": {"type": "str", "required": True,
+               "choices": ["autostop", "bake", "find", "images", "launch", "start", "status", "stop", "teardown"]},
     "name": {"type": "str", "default": ""},
     "wanted_type": {"type": "str", "default": ""},
     "image_parameters": {"type": "list", "elements": "str", "default": []},
@@ -113,7 +114,8 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         families, quota_groups = load_catalog(args["catalog"])
-        found = gather({**args, "adopt": args["settings"].get("adopt")}, families, quota_groups)
+        found = gather({**args, "adopt": args["settings"].get("adopt"), "market": args["settings"].get("market")},
+                       families, quota_groups)
         plan = planner.plan({**args["settings"], "action": args["action"], "name": args["name"]}, found,
                             families, quota_groups, args["images"])
         result.update(changed=False, found=found, plan=plan)

@@ -25,4 +25,5 @@ class FilterModule:
             "box_record": box_record,
             "box_name": box_name,
             "aws_error_code": planner.aws_error_code,
+            "price_label": planner.price_label,
         }

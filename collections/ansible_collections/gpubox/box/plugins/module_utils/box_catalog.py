@@ -83,12 +83,27 @@ def gpus_label(entry):
     return f"{entry['gpus']}x {entry['gpu_model']}" if entry else ""
 
 
-def offering_candidates(type_name, families, quota_groups):
-    """The types whose offerings a launch of type_name needs: it, then its nearest current alternatives."""
-    wanted = type_name or DEFAULT_TYPE
-    return [wanted] + [a["type"] for a in current_alternatives(wanted, families, quota_groups)]
+def type_list(types):
+    """The types asked for, in the user's order: 'g6e.xlarge, g6.xlarge' -> ['g6e.xlarge', 'g6.xlarge']."""
+    found = []
+    for name in str(types or "").split(","):
+        if name.strip() and name.strip() not in found:
+            found.append(name.strip())
+    return found
 
 
-def quota_patterns(quota_groups):
-    """{on-demand quota code: the instance-family pattern that counts against it}."""
-    return {group["on_demand_code"]: group["family_pattern"] for group in quota_groups.values()}
+def offering_candidates(types, families, quota_groups):
+    """The types whose offerings a launch of `types` (one, or several with commas) needs: each, then its nearest
+    current alternatives."""
+    wanted = type_list(types) or [DEFAULT_TYPE]
+    found = []
+    for name in wanted + [a["type"] for w in wanted for a in current_alternatives(w, families, quota_groups)]:
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def quota_patterns(quota_groups, market="on-demand"):
+    """{quota code: the instance-family pattern that counts against it}, of on-demand or spot instances."""
+    code = "spot_code" if market == "spot" else "on_demand_code"
+    return {group[code]: group["family_pattern"] for group in quota_groups.values()}

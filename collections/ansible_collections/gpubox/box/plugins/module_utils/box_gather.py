@@ -20,14 +20,19 @@ except ImportError:  # the action plugin reports the missing dependency
 
 # What each command reads besides the caller's identity.
 READS = {
-    "status": ("all_instances",),
-    "find": ("instances", "volumes"),
+    "status": ("all_instances", "spot_prices"),
+    "find": ("instances", "volumes", "spot_prices"),
     "autostop": ("instances", "volumes"),
     "find_all": ("all_instances",),
     "stop": ("instances", "volumes"),
     "start": ("instances",),
-    "teardown": ("instances", "volumes", "security_groups", "key_pairs", "users"),
-    "launch": ("instances", "volumes", "security_groups", "key_pairs", "network", "offerings", "image", "quota"),
+    # bake.yml: the box, and the names its images already have; images.yml: your images, their snapshots and the
+    # instances that run from them. (launch with ami=baked and teardown read images too: see gather.)
+    "bake": ("instances", "baked_images"),
+    "images": ("all_instances", "baked_images", "snapshots"),
+    "teardown": ("instances", "volumes", "security_groups", "key_pairs", "users", "spot_requests"),
+    "launch": ("instances", "volumes", "security_groups", "key_pairs", "network", "offerings", "image", "quota",
+               "spot_prices"),
 }
 
 
@@ -96,6 +101,7 @@ def read_volumes(ec2, name):
         volumes.append({
             "id": v["VolumeId"], "zone": v["AvailabilityZone"], "size": v["Size"], "state": v["State"],
             "type": v.get("VolumeType", ""), "encrypted": v.get("Encrypted", False), "tags": tags,
+            "create_time": plain(v.get("CreateTime", "")),
             "attachments": [{"instance_id": a["InstanceId"], "device": a.get("Device", "")}
                             for a in v.get("Attachments", [])],
         })
@@ -199,8 +205,49 @@ def read_images(ec2, image_ids):
             raise
         for image in answer:
             images[image["ImageId"]] = {"architecture": image.get("Architecture", ""), "state": image.get("State", ""),
-                                        "root_device_name": image.get("RootDeviceName", ""), "name": image.get("Name", "")}
+                                        "root_device_name": image.get("RootDeviceName", ""), "name": image.get("Name", ""),
+                                        "tags": tags_dict(image.get("Tags"))}
     return images
+
+
+def _image_filters(owner, name=None):
+    filters = _tag_filters(name)
+    filters += [{"Name": f"tag:{identity.ROLE}", "Values": ["image"]},
+                {"Name": f"tag:{identity.OWNER}", "Values": [identity.escape_filter_value(owner)]}]
+    return filters
+
+
+def read_baked_images(ec2, owner, name=None):
+    """The gpubox images of this account that carry `owner`'s tags (of box `name`, when given): those bake.yml made."""
+    images = []
+    for image in _paginate(ec2, "describe_images", "Images", Owners=["self"], Filters=_image_filters(owner, name)):
+        tags = tags_dict(image.get("Tags"))
+        # Exact tags again, as for every resource: an emulator or a future API that matched loosely must not widen it.
+        if not identity.is_gpubox(tags, name) or tags.get(identity.ROLE) != "image" or tags.get(identity.OWNER) != owner:
+            continue
+        snapshots = [{"id": m["Ebs"]["SnapshotId"], "size": m["Ebs"].get("VolumeSize", 0), "device": m.get("DeviceName", "")}
+                     for m in image.get("BlockDeviceMappings", []) if (m.get("Ebs") or {}).get("SnapshotId")]
+        root = image.get("RootDeviceName", "")
+        # The root snapshot's size: a box launched from the image needs a root disk at least that large.
+        root_size = next((s["size"] for s in snapshots if s["device"] == root), 0)
+        images.append({"id": image["ImageId"], "name": image.get("Name", ""), "state": image.get("State", ""),
+                       "architecture": image.get("Architecture", ""), "created": image.get("CreationDate", ""),
+                       "root_device_name": root, "root_size": root_size, "tags": tags, "snapshots": snapshots})
+    return sorted(images, key=lambda i: i["id"])
+
+
+def read_snapshots(ec2, owner):
+    """{snapshot id: its size, tags, state and description} of the gpubox snapshots with `owner`'s tags (an image's
+    are deleted with it only when they carry them; those of no registered image are listed as left over)."""
+    filters = _tag_filters() + [{"Name": f"tag:{identity.OWNER}", "Values": [identity.escape_filter_value(owner)]}]
+    snapshots = {}
+    for snapshot in _paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=filters):
+        tags = tags_dict(snapshot.get("Tags"))
+        if identity.is_gpubox(tags) and tags.get(identity.OWNER) == owner:
+            snapshots[snapshot["SnapshotId"]] = {"size": snapshot.get("VolumeSize", 0), "tags": tags,
+                                                 "state": snapshot.get("State", ""),
+                                                 "description": snapshot.get("Description", "")}
+    return snapshots
 
 
 def read_quota(quotas, code):
@@ -215,26 +262,66 @@ def read_quota(quotas, code):
     return {"value": float(answer["Quota"]["Value"]), "error": ""}
 
 
-def running_vcpus(ec2, patterns):
-    """{quota code: vCPUs of pending and running instances whose family matches the code's pattern}."""
+def running_vcpus(ec2, patterns, spot_patterns=None):
+    """{quota code: vCPUs of pending and running instances whose family matches the code's pattern}: spot
+    instances count against the spot codes (spot_patterns), the others against the on-demand codes (patterns)."""
     compiled = {code: re.compile(pattern) for code, pattern in patterns.items()}
-    used = {code: 0 for code in patterns}
+    spot = {code: re.compile(pattern) for code, pattern in (spot_patterns or {}).items()}
+    used = {code: 0 for code in list(patterns) + list(spot)}
     reservations = _paginate(ec2, "describe_instances", "Reservations",
                              Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
     for r in reservations:
         for instance in r["Instances"]:
             family = instance["InstanceType"].split(".")[0]
             cpu = instance.get("CpuOptions", {})
-            for code, pattern in compiled.items():
+            codes = spot if instance.get("InstanceLifecycle") == "spot" else compiled
+            for code, pattern in codes.items():
                 if pattern.match(family):
                     used[code] += cpu.get("CoreCount", 1) * cpu.get("ThreadsPerCore", 1)
     return used
 
 
-def _needs_quota(instances, wanted_type):
-    """A launch needs vCPUs unless the box already runs with the type asked for."""
+def read_spot_prices(ec2, types, now):
+    """{type: {zone: the current spot price in USD/h, as AWS states it}} of Linux instances."""
+    if not types:
+        return {}
+    answer = _paginate(ec2, "describe_spot_price_history", "SpotPriceHistory", InstanceTypes=sorted(set(types)),
+                       ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"], StartTime=now)
+    prices, stamps = {}, {}
+    for entry in answer:
+        where = (entry["InstanceType"], entry["AvailabilityZone"])
+        stamp = str(entry.get("Timestamp", ""))
+        if stamp >= stamps.get(where, ""):
+            stamps[where] = stamp
+            prices.setdefault(where[0], {})[where[1]] = entry["SpotPrice"]
+    return prices
+
+
+def read_spot_requests(ec2, name, instance_ids):
+    """The spot requests still alive of box `name` (by its exact tags, whoever's: the planner keeps its owner's) or
+    of its instances: [{id, instance_id, state, tags}]. A persistent request launches a new instance when its
+    instance is terminated, and one whose instance is gone waits to launch one: teardown cancels them first."""
+    requests = _paginate(ec2, "describe_spot_instance_requests", "SpotInstanceRequests",
+                         Filters=[{"Name": "state", "Values": ["open", "active", "disabled"]}])
+    found = []
+    for r in requests:
+        tags = tags_dict(r.get("Tags"))
+        if identity.is_gpubox(tags, name) or r.get("InstanceId") in instance_ids:
+            found.append({"id": r["SpotInstanceRequestId"], "instance_id": r.get("InstanceId", ""),
+                          "state": r.get("State", ""), "tags": tags})
+    return sorted(found, key=lambda r: r["id"])
+
+
+def _spot_instances(found):
+    return [i for i in found.get("instances", []) if i.get("instance_lifecycle") == "spot"
+            and i["state"]["name"] in identity.LIVE_STATES]
+
+
+def _needs_quota(instances, wanted_types):
+    """A launch needs vCPUs unless the box already runs with a type asked for."""
     live = [i for i in instances if i["state"]["name"] in ("pending", "running")]
-    return not live or any(wanted_type and i["instance_type"] != wanted_type for i in live)
+    types = catalog.type_list(wanted_types)
+    return not live or any(types and i["instance_type"] not in types for i in live)
 
 
 def gather(client, args, families, quota_groups, now=None):
@@ -273,6 +360,25 @@ def gather(client, args, families, quota_groups, now=None):
         found["instances"] = attempt("instances", lambda: read_instances(ec2, name)) or []
     if "volumes" in reads:
         found["volumes"] = attempt("volumes", lambda: read_volumes(ec2, name)) or []
+    # Baked images, always the caller's own: a teardown says what the box's cost (and removes them with
+    # delete_images=true); a launch with ami=baked picks the newest, when the box has no instance yet.
+    owner = found["caller"]["user_id"]
+    if action == "teardown":
+        reads = reads + ("baked_images", "snapshots")
+    if (action == "launch" and str((args.get("settings") or {}).get("ami")) == "baked"
+            and not [i for i in found.get("instances", []) if i["state"]["name"] in identity.LIVE_STATES]):
+        reads = reads + ("baked_images",)
+    if "baked_images" in reads:
+        found["baked_images"] = attempt("baked images", lambda: read_baked_images(
+            ec2, owner, name if action in ("bake", "teardown") else None)) or []
+    if "snapshots" in reads:
+        found["snapshots"] = attempt("snapshots", lambda: read_snapshots(ec2, owner)) or {}
+    # teardown -e delete_images=true: every live gpubox instance (as images.yml reads them), so that a box launched
+    # from one of the images under another name is said to use it.
+    delete_images = str((args.get("settings") or {}).get("delete_images", "")).strip().lower() in (
+        "1", "true", "yes", "on", "y")
+    if action == "teardown" and delete_images:
+        found["live_instances"] = attempt("instances", lambda: read_instances(ec2, states=identity.LIVE_STATES)) or []
     with_users = "users" in reads
     if "security_groups" in reads:
         found["security_groups"] = attempt("security groups", lambda: read_security_groups(ec2, name, with_users)) or []
@@ -290,9 +396,23 @@ def gather(client, args, families, quota_groups, now=None):
         found["parameters"], found["parameter_errors"] = parameters if parameters else ({}, {})
         ids = list(found["parameters"].values()) + list(args.get("image_ids") or [])
         found["images"] = attempt("images", lambda: read_images(ec2, ids)) or {}
+    spot = args.get("market") in ("spot", "auto")
     if "quota" in reads and _needs_quota(found.get("instances", []), args.get("wanted_type", "")):
         patterns = catalog.quota_patterns(quota_groups)
+        spot_patterns = catalog.quota_patterns(quota_groups, "spot") if spot else {}
         quotas = client("service-quotas")
-        found["quotas"] = {code: read_quota(quotas, code) for code in patterns}
-        found["running_vcpus"] = attempt("running instances", lambda: running_vcpus(ec2, patterns)) or {}
+        found["quotas"] = {code: read_quota(quotas, code) for code in list(patterns) + list(spot_patterns)}
+        found["running_vcpus"] = attempt("running instances", lambda: running_vcpus(ec2, patterns, spot_patterns)) or {}
+    if "spot_prices" in reads:
+        # A launch with market spot or auto: the candidates' prices; otherwise those of the spot boxes found.
+        types = ([t for t, zones in found.get("offerings", {}).items() if zones] if action == "launch" and spot
+                 else [i["instance_type"] for i in _spot_instances(found)])
+        # Only shown, never decided on: a price that cannot be read is a warning, not a refusal.
+        try:
+            found["spot_prices"] = read_spot_prices(ec2, types, now or datetime.datetime.now(datetime.timezone.utc))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            found["spot_prices"], found["spot_price_error"] = {}, str(e)[:200]
+    if "spot_requests" in reads:
+        ids = [i["instance_id"] for i in _spot_instances(found)]
+        found["spot_requests"] = attempt("spot requests", lambda: read_spot_requests(ec2, name, ids)) or []
     return found

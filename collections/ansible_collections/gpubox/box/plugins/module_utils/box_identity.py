@@ -14,6 +14,8 @@ OWNER = "gpubox:owner"
 OWNER_ARN = "gpubox:owner-arn"
 ROLE = "gpubox:role"
 GENERATION = "gpubox:generation"
+# On a data volume that launch -e move_data=true copied to another zone: the volume it was copied from.
+MOVED_FROM = "gpubox:moved-from"
 # The box's auto-stop settings, which launch and autostop.yml keep current, for status.yml to show.
 AUTOSTOP_MINUTES = "gpubox:autostop-minutes"
 MAX_HOURS = "gpubox:max-hours"

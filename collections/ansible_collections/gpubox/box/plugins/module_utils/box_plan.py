@@ -22,12 +22,14 @@ The plan:
   ...        per change: the ids it acts on (stop_ids, start_ids, terminate_ids, delete_*)
 """
 
+import decimal
 import ipaddress
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ansible_collections.gpubox.box.plugins.module_utils import box_catalog as catalog
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
+from ansible_collections.gpubox.box.plugins.module_utils import box_images
 
 # The data volume's device on the instance (it appears as an NVMe disk whose serial is the volume id).
 DATA_DEVICE = "/dev/sdf"
@@ -105,8 +107,9 @@ def settings_problems(settings, images):
     if settings.get("ssh_cidr"):
         problems.append(ssh_cidr_problem(settings["ssh_cidr"], _as_bool(settings.get("allow_world_ssh"))))
     ami = str(settings.get("ami", "dlami"))
-    if not re.match(r"^(dlami|plain|ami-[0-9a-f]{8,17})$", ami):
-        problems.append(f"ami '{ami}' is not dlami, plain or an AMI id (ami-0123456789abcdef0): pass one of those.")
+    if not re.match(r"^(dlami|plain|baked|ami-[0-9a-f]{8,17})$", ami):
+        problems.append(f"ami '{ami}' is not dlami, plain or an AMI id (ami-0123456789abcdef0), nor baked: pass one of "
+                        "those.")
     if settings.get("os") not in images:
         problems.append(f"os '{settings.get('os')}' is not one gpubox knows: pass one of {', '.join(sorted(images))}.")
     if _as_int(settings.get("volume_size"), -1) < 20:
@@ -114,7 +117,28 @@ def settings_problems(settings, images):
                         "use 20 or more (the default is 100).")
     if _as_int(settings.get("data_volume_size"), -1) < 0:
         problems.append(f"data_volume_size {settings.get('data_volume_size')} must be 0 (no data volume) or a size in GiB.")
+    market = _market(settings)
+    if market not in MARKETS:
+        problems.append(f"market '{market}' is not one of {', '.join(MARKETS)}: on-demand (the default) cannot be "
+                        "interrupted, spot costs less and may be stopped by AWS, auto tries spot first.")
+    price = str(settings.get("max_price") or "").strip()
+    if price and not (re.fullmatch(r"[0-9]+(\.[0-9]+)?", price) and float(price) > 0.001):
+        problems.append(f"max_price '{price}' is not a price in USD per hour above 0.001: pass for example "
+                        "-e max_price=0.60, or leave it out to pay the current spot price (at most the on-demand price).")
+    elif price and market == "on-demand":
+        problems.append("max_price applies to spot boxes: add -e market=spot (or -e market=auto), or leave max_price out.")
+    for setting, least in (("retry_interval", 1), ("retry_timeout", 0)):
+        value = settings.get(setting, least)
+        if _as_int(value, -1) < least:
+            problems.append(f"{setting} '{value}' is not a whole number of seconds of at least {least}.")
     return [p for p in problems if p]
+
+
+MARKETS = ("on-demand", "spot", "auto")
+
+
+def _market(settings):
+    return str(settings.get("market") or "on-demand").strip().lower()
 
 
 def autostop_tags(settings):
@@ -199,6 +223,8 @@ def box_record(instance, families=None, quota_groups=None):
         "autostop_minutes": tags.get(identity.AUTOSTOP_MINUTES, ""),
         "max_hours": tags.get(identity.MAX_HOURS, ""),
         "launch_time": str(instance.get("launch_time", "")),
+        "market": "spot" if _is_spot(instance) else "on-demand",
+        "interrupted": _interrupted(instance),
     }
     if families is not None:
         entry = catalog.instance_type(record["instance_type"], families, quota_groups or {})
@@ -299,7 +325,7 @@ def _base(settings):
         "record": {}, "records": [], "create": {}, "doomed": [], "kept": [],
         "stop_ids": [], "start_ids": [], "wait_ids": [], "terminate_ids": [],
         "delete_security_group_ids": [], "delete_key_names": [], "delete_volume_ids": [],
-        "attach": {}, "resize": {}, "lines": [], "adopt": {},
+        "attach": {}, "resize": {}, "lines": [], "adopt": {}, "cancel_spot_ids": [],
     }
 
 
@@ -329,7 +355,7 @@ def plan(settings, found, families, quota_groups, images):
     action = settings.get("action")
     result = _base(settings)
     name = settings.get("name", "")
-    nothing = "Nothing was created." if action == "launch" else "Nothing was changed."
+    nothing = "Nothing was created." if action in ("launch", "bake") else "Nothing was changed."
 
     if action in ("launch", "autostop"):
         _, problem = autostop_tags(settings)
@@ -362,6 +388,8 @@ def plan(settings, found, families, quota_groups, images):
         return result
     if action == "find" and not name:
         return _plan_find_all(result, settings, found, families, quota_groups, caller)
+    if action == "images":
+        return box_images.plan_images(result, settings, found, caller)
 
     adopt = _as_bool(settings.get("adopt"))
     box = _Box(found, name, caller, adopt=adopt, any_owner=_as_bool(settings.get("allow_other_owner")))
@@ -404,9 +432,14 @@ def plan(settings, found, families, quota_groups, images):
         result["adopt"] = {"ids": sorted(_resource_id(r) for r in box.ownerless),
                            "tags": {identity.OWNER: caller.get("user_id", ""), identity.OWNER_ARN: caller.get("arn", "")}}
 
-    planner = {"launch": _plan_launch, "stop": _plan_stop, "start": _plan_start,
+    planner = {"bake": _plan_bake, "launch": _plan_launch, "stop": _plan_stop, "start": _plan_start,
                "teardown": _plan_teardown, "find": _plan_find, "autostop": _plan_autostop}[action]
-    return planner(result, settings, found, box, families, quota_groups, images)
+    result = planner(result, settings, found, box, families, quota_groups, images)
+    for record in [result["record"]] + result["records"]:
+        if record and "spot_price" not in record:
+            _add_spot_price(record, found)
+    result["warnings"] = list(dict.fromkeys(result["warnings"]))
+    return result
 
 
 def _no_box(name, region):
@@ -454,6 +487,9 @@ def _plan_start(result, settings, found, box, families, quota_groups, images):
     if state == "stopping":
         result["problems"].append(f"Box '{box.name}' is still stopping: wait a minute, then run start.yml again. "
                                   "Nothing was changed.")
+        return result
+    if state == "stopped" and _interrupted(instance):
+        result["problems"].append(_interrupted_problem(box, instance))
         return result
     if state == "stopped":
         result["changes"].append("start")
@@ -534,11 +570,13 @@ def _owner_short(tags):
     return f"{name} ({tags[identity.OWNER]})" if name else tags[identity.OWNER]
 
 
-def status_lines(instances, families, quota_groups, now, caller=None):
-    """Lines of a table of gpubox boxes: name, owner, type, GPUs, state, public IP, uptime, estimated $/h, and the
-    auto-stop setting and cap from the tags launch and autostop.yml keep current ("-": no tag, an older box)."""
-    caller = caller or {}
-    header = ("NAME", "OWNER", "TYPE", "GPUS", "STATE", "PUBLIC IP", "UPTIME", "EST. $/H", "AUTO-STOP", "CAP")
+def status_lines(instances, families, quota_groups, now, caller=None, spot_prices=None):
+    """Lines of a table of gpubox boxes: name, owner, type, GPUs, market, state, public IP, uptime, estimated $/h
+    on demand and the current spot price of a spot box, and the auto-stop setting and cap from the tags launch and
+    autostop.yml keep current ("-": no tag, an older box)."""
+    caller, spot_prices = caller or {}, spot_prices or {}
+    header = ("NAME", "OWNER", "TYPE", "GPUS", "MARKET", "STATE", "PUBLIC IP", "UPTIME", "EST. $/H", "SPOT $/H",
+              "AUTO-STOP", "CAP")
     rows = []
     boxes = [i for i in _live(instances) if identity.is_gpubox(i.get("tags"))
              and not identity.name_problem(i["tags"].get(identity.NAME))]
@@ -547,15 +585,19 @@ def status_lines(instances, families, quota_groups, now, caller=None):
         state = inst["state"]["name"]
         running = state in ("pending", "running")
         owner = inst["tags"].get(identity.OWNER)
+        spot = _is_spot(inst)
+        price = spot_prices.get(inst["instance_type"], {}).get((inst.get("placement") or {}).get("availability_zone"))
         rows.append((
             inst["tags"].get(identity.NAME, "?"),
             "you" if owner and owner == caller.get("user_id") else _owner_short(inst["tags"]),
             inst["instance_type"],
             f"{entry['gpus']}x {entry['gpu_model'].replace('NVIDIA ', '')}" if entry else "-",
-            state,
+            "spot" if spot else "on-demand",
+            f"{state} (interrupted)" if _interrupted(inst) else state,
             inst.get("public_ip_address") or "-",
             _uptime(inst.get("launch_time"), now) if running else "-",
             (f"{entry['usd_per_hour']:.2f}" if entry else "?") if running else "0 (disks only)",
+            _usd(price) if spot and price else "-",
             *_autostop_label(inst["tags"]),
         ))
     if not rows:
@@ -580,7 +622,10 @@ def _uptime(launch_time, now):
 
 
 def _plan_status(result, found, families, quota_groups, caller):
-    result["lines"] = status_lines(found.get("instances", []), families, quota_groups, found.get("now", ""), caller)
+    result["lines"] = status_lines(found.get("instances", []), families, quota_groups, found.get("now", ""), caller,
+                                   found.get("spot_prices"))
+    if found.get("spot_price_error"):
+        result["warnings"].append(f"Could not read spot prices: {found['spot_price_error']}")
     result["records"] = [box_record(i, families, quota_groups) for i in _live(found.get("instances", []))
                          if identity.is_gpubox(i.get("tags"))]
     return result
@@ -592,12 +637,20 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
     delete_data = _as_bool(settings.get("delete_data"))
     instance_ids = sorted(i["instance_id"] for i in box.instances)
     result["terminate_ids"] = instance_ids
+    # The spot requests of the box's instances, and the box's own (its exact tags and owner) whose instance is gone.
+    requests = {r["instance_id"]: r["id"] for r in found.get("spot_requests", []) if r["instance_id"] in instance_ids}
+    orphans = [r["id"] for r in found.get("spot_requests", []) if r["instance_id"] not in instance_ids
+               and identity.is_gpubox(r["tags"], box.name) and r["tags"].get(identity.OWNER) == box.owner]
+    result["cancel_spot_ids"] = sorted(set(requests.values()) | set(orphans))
     attached = {a.get("instance_id") for v in box.data_volumes for a in v.get("attachments", [])}
     for instance in sorted(box.instances, key=lambda i: i["instance_id"]):
         # Without a data volume attached, the notebooks are on the root disk, which goes with the instance.
         disk = ("" if instance["instance_id"] in attached
                 else " and its root disk, where your notebooks are (no data volume is attached to it)")
-        result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']}){disk}")
+        request = requests.get(instance["instance_id"])
+        spot = f", spot request {request}" if request else ""
+        result["doomed"].append(f"instance {instance['instance_id']} ({instance['instance_type']}{spot}){disk}")
+    result["doomed"] += [f"spot request {r} (its instance is gone; it would launch another)" for r in sorted(orphans)]
     # The security group and key pair go with the box, unless an instance that is not the box's still uses them.
     for what, resources, field, ids in (("security group", box.own_groups, "group_id", "delete_security_group_ids"),
                                         ("key pair", box.own_keys, "name", "delete_key_names")):
@@ -622,10 +675,12 @@ def _plan_teardown(result, settings, found, box, families, quota_groups, images)
                 f"Kept data volume {volume['id']} ({volume['size']} GiB, about ${volume['size'] * 0.08:.2f} a month) "
                 f"{held}: the next 'ansible-playbook launch.yml -e name={box.name}' attaches it again. "
                 f"To delete it: ansible-playbook teardown.yml -e name={box.name} -e delete_data=true")
-    for change, ids in (("terminate", instance_ids), ("delete_security_group", result["delete_security_group_ids"]),
+    for change, ids in (("cancel_spot_requests", result["cancel_spot_ids"]), ("terminate", instance_ids),
+                        ("delete_security_group", result["delete_security_group_ids"]),
                         ("delete_key", result["delete_key_names"]), ("delete_volume", result["delete_volume_ids"])):
         if ids:
             result["changes"].append(change)
+    box_images.teardown_images(result, settings, found, box)
     if not result["doomed"]:
         result["notes"].append(f"Nothing of box '{box.name}' is left to remove in {found.get('region')}.")
     return result
@@ -646,36 +701,62 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
     state = instance["state"]["name"] if instance else "absent"
     nothing = "Nothing was changed." if instance else "Nothing was created."
 
-    # The type: the one asked for, else the box's own, else the default. A box that substitute=true launched
-    # as another type keeps it when the one asked for is still not offered.
-    wanted = settings.get("type") or (instance or {}).get("instance_type") or catalog.DEFAULT_TYPE
-    if (instance and instance["instance_type"] != wanted and _as_bool(settings.get("substitute"))
-            and not found.get("offerings", {}).get(wanted)):
-        wanted = instance["instance_type"]
-    if instance and instance["instance_type"] != wanted and not _as_bool(settings.get("resize")):
+    if len(box.data_volumes) > 1 and not _moved_volume(box):
+        ids = ", ".join(v["id"] for v in box.data_volumes)
         result["problems"].append(
-            f"Box '{box.name}' already exists as a {instance['instance_type']}, not {wanted}. To resize it (it is stopped, "
-            "changed and started again; disks are kept), run: ansible-playbook launch.yml "
-            f"-e name={box.name} -e type={wanted} -e resize=true -- or launch a second box beside it with -e name=OTHER. "
-            "Nothing was changed.")
-        return result
-    if state == "stopping":
-        result["problems"].append(f"Box '{box.name}' is stopping: wait a minute, then run launch again. Nothing was changed.")
+            f"Box '{box.name}' has {len(box.data_volumes)} data volumes ({ids}), where it should have one: gpubox will not "
+            "pick one. Keep the one with your data and delete the other (aws ec2 delete-volume --volume-id ID), then "
+            "run launch again. Nothing was changed.")
         return result
 
-    itype, entry, problem = _choose_type(settings, found, wanted, families, quota_groups, region, box.name)
-    if problem:
-        result["problems"].append(problem)
-        return result
-    if itype != wanted:
-        result["notes"].append(f"{wanted} is not offered in {region}; launching {itype} instead (substitute=true).")
+    types = catalog.type_list(settings.get("type"))
+    market = _market(settings)
+    choices = []
+    if instance:
+        # The type: the one asked for (the box's own when it is among several asked for), else the box's own. A box
+        # that substitute=true launched as another type keeps it when the one asked for is still not offered.
+        wanted = instance["instance_type"] if not types or instance["instance_type"] in types else types[0]
+        if (instance["instance_type"] != wanted and _as_bool(settings.get("substitute"))
+                and not found.get("offerings", {}).get(wanted)):
+            wanted = instance["instance_type"]
+        spot = _is_spot(instance)
+        if instance["instance_type"] != wanted and (spot or not _as_bool(settings.get("resize"))):
+            how = ("A spot box's type cannot change (AWS keeps its spot request's type): tear it down (the data volume "
+                   f"is kept) and launch again with -e type={wanted}" if spot else
+                   "To resize it (it is stopped, changed and started again; disks are kept), run: ansible-playbook "
+                   f"launch.yml -e name={box.name} -e type={wanted} -e resize=true")
+            result["problems"].append(
+                f"Box '{box.name}' already exists as a {instance['instance_type']}, not {wanted}. {how} -- or launch a "
+                "second box beside it with -e name=OTHER. Nothing was changed.")
+            return result
+        if state == "stopping":
+            result["problems"].append(f"Box '{box.name}' is stopping: wait a minute, then run launch again. "
+                                      "Nothing was changed.")
+            return result
+        if spot and state == "stopped" and _interrupted(instance):
+            result["problems"].append(_interrupted_problem(box, instance))
+            return result
+        if str(settings.get("market") or "").strip() and market not in ("auto", "spot" if spot else "on-demand"):
+            result["notes"].append(
+                f"Box '{box.name}' is {'a spot' if spot else 'an on-demand'} box; market={market} applies to a new box: "
+                "tear it down (the data volume is kept) and launch again to change it.")
 
-    image, problem = _choose_image(settings, found, instance, itype, entry, images, region, result["notes"])
-    if problem:
-        result["problems"].append(problem)
-        return result
-
-    placement, problem = _choose_placement(found, box, instance, itype, region)
+        itype, entry, problem = _choose_type(settings, found, wanted, families, quota_groups, region, box.name)
+        if problem:
+            result["problems"].append(problem)
+            return result
+        if itype != wanted:
+            result["notes"].append(f"{wanted} is not offered in {region}; launching {itype} instead (substitute=true).")
+        image, problem = _choose_image(settings, found, instance, itype, entry, images, region, result["notes"])
+        if not problem:
+            placement, problem = _choose_placement(found, box, instance, itype, region)
+    else:
+        choices, problem = _choose_launches(settings, found, box, types, market, families, quota_groups, images, region,
+                                            result)
+        if not problem:
+            first = choices[0]
+            itype, entry, image = first["type"], first["entry"], first["image"]
+            placement = {"vpc_id": found["vpc"]["id"], "zone": first["zone"], "subnet_id": first["subnet_id"]}
     if problem:
         result["problems"].append(problem)
         return result
@@ -707,16 +788,9 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
             result["warnings"].append(
                 f"Key pair {key['name']} holds another public key than {public_key.get('path')}: the box lets in the key "
                 "it was launched with. To change the key, tear the box down (the data volume is kept) and launch again.")
-    if len(box.data_volumes) > 1:
-        ids = ", ".join(v["id"] for v in box.data_volumes)
-        result["problems"].append(
-            f"Box '{box.name}' has {len(box.data_volumes)} data volumes ({ids}), where it should have one: gpubox will not "
-            "pick one. Keep the one with your data and delete the other (aws ec2 delete-volume --volume-id ID), then "
-            "run launch again. Nothing was changed.")
-        return result
-
     resizing = bool(instance) and instance["instance_type"] != itype
-    needs_vcpus = entry and (state not in ("pending", "running") or resizing)
+    # A new box's quota was checked per type and market (_choose_launches).
+    needs_vcpus = entry and instance and (state not in ("pending", "running") or resizing)
     if needs_vcpus:
         problem = _quota_problem(found, instance, state, entry, itype, families, quota_groups, region, result["warnings"])
         if problem:
@@ -760,22 +834,48 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
     # teardown meets none of its earlier, spent tokens. "new": the one this run makes.
     create["security_group_id"] = box.own_groups[0]["group_id"] if box.own_groups else "new"
 
-    # The data volume: kept across teardowns, in the box's zone.
-    volume = box.data_volumes[0] if box.data_volumes else None
+    # The data volume: kept across teardowns, in the box's zone. A new one goes where the instance is (a new
+    # instance's zone is known once it runs: the apply fills it in).
+    volume = _box_volume(box)
+    moved = _moved_volume(box)
     data_size = _as_int(settings.get("data_volume_size"))
+    volume_tags = {**tags, "Name": f"{resource}-data", identity.ROLE: "data"}
     if data_size > 0 and volume is None:
         changes.append("create_volume")
-        generation = _generation(box.volumes)
         create["volume"] = {
-            "token": {"owner": owner, "name": box.name, "resource": "data-volume", "generation": generation},
+            "token": {"owner": owner, "name": box.name, "resource": "data-volume", "generation": _generation(box.volumes)},
             "params": {
-                "AvailabilityZone": placement["zone"], "Size": data_size, "VolumeType": "gp3", "Encrypted": True,
+                "AvailabilityZone": placement["zone"] if instance else "", "Size": data_size, "VolumeType": "gp3",
+                "Encrypted": True,
                 # AWS's default, said outright: one instance at a time (and the emulator then reports it).
                 "MultiAttachEnabled": False,
-                "TagSpecifications": [{"ResourceType": "volume", "Tags": _tag_list({
-                    **tags, "Name": f"{resource}-data", identity.ROLE: "data"})}],
+                "TagSpecifications": [{"ResourceType": "volume", "Tags": _tag_list(volume_tags)}],
             },
         }
+    elif volume and not moved and _as_bool(settings.get("move_data")) and (
+            not instance or volume["zone"] != placement["zone"]):
+        # move_data: when the instance runs in another zone than the volume, a copy made from a snapshot replaces it
+        # (the copy names the original in gpubox:moved-from; the original is deleted once the copy is attached).
+        changes.append("move_volume")
+        create["move"] = {
+            "volume_id": volume["id"], "zone": volume["zone"],
+            "snapshot_tags": {**tags, identity.ROLE: "data-move", "Name": f"{resource}-data-move"},
+            "token": {"owner": owner, "name": box.name, "resource": "data-volume", "generation": _generation(box.volumes)},
+            "params": {
+                "AvailabilityZone": placement["zone"] if instance else "", "VolumeType": volume.get("type") or "gp3",
+                "Encrypted": True, "MultiAttachEnabled": False,
+                "TagSpecifications": [{"ResourceType": "volume", "Tags": _tag_list({
+                    **volume_tags, identity.MOVED_FROM: volume["id"]})}],
+            },
+        }
+    if moved and moved[1].get("attachments"):
+        result["notes"].append(f"Kept data volume {moved[1]['id']}, which {moved[0]['id']} was copied from: it is attached "
+                               f"to {', '.join(a['instance_id'] for a in moved[1]['attachments'])}. Delete it yourself "
+                               "once you no longer need it.")
+    elif moved:
+        # A move that an earlier run did not finish: the copy is the box's volume; the original goes once it is attached.
+        changes.append("finish_move")
+        result["delete_volume_ids"] = [moved[1]["id"]]
 
     # The instance: resize, start, or launch.
     if instance and resizing:
@@ -794,28 +894,13 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         result["wait_ids"] = [instance["instance_id"]]
     elif not instance:
         changes.append("run_instance")
-        generation = _generation(box.instances_all)
-        instance_tags = {**tags, "Name": resource, "gpubox:ami": image["id"], "gpubox:os": settings["os"],
-                         "gpubox:image": image["kind"], "gpubox:ssh-user": image["ssh_user"]}
-        volume_tags = {**tags, "Name": f"{resource}-root", identity.ROLE: "root"}
-        create["instance"] = {
-            "token": {"owner": owner, "name": box.name, "resource": "instance", "generation": generation},
-            "params": {
-                "ImageId": image["id"], "InstanceType": itype, "KeyName": resource,
-                "SubnetId": placement["subnet_id"],
-                "BlockDeviceMappings": [{"DeviceName": image["root_device"], "Ebs": {
-                    "VolumeSize": _as_int(settings.get("volume_size")), "VolumeType": "gp3", "Encrypted": True,
-                    "DeleteOnTermination": True}}],
-                "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 2},
-                "InstanceInitiatedShutdownBehavior": "stop",
-                "TagSpecifications": [{"ResourceType": "instance", "Tags": _tag_list(instance_tags)},
-                                      {"ResourceType": "volume", "Tags": _tag_list(volume_tags)}],
-            },
-        }
+        create["instance"] = _instance_creation(settings, box, tags, owner, choices, found.get("now") or "1970-01-01")
+        create["instance"]["advice"] = _capacity_advice(settings, box, volume, types, market)
     # A data volume the box has is attached whatever data_volume_size says now: it holds the notebooks.
     if (volume or data_size > 0) and (volume is None or not instance or instance["instance_id"] not in
                                       [a.get("instance_id") for a in volume.get("attachments", [])]):
         changes.append("attach_volume")
+        # move_volume: the copy replaces it when the instance runs in another zone (the apply knows).
         result["attach"] = {"volume_id": volume["id"] if volume else "new", "device": DATA_DEVICE}
 
     problem = _apply_problem(box, instance, volume, changes, owner, caller, placement)
@@ -832,7 +917,9 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         "security_group_ids": [g["group_id"] for g in box.own_groups], "volume_id": volume["id"] if volume else "",
         "generation": create.get("instance", {}).get("token", {}).get("generation", 0), "launch_time": "",
         "gpus": catalog.gpus_label(entry), "usd_per_hour": (entry or {}).get("usd_per_hour", ""),
+        "market": choices[0]["market"] if choices else "on-demand", "interrupted": False,
     }
+    _add_spot_price(record, found)
     if volume and not record.get("volume_id"):
         record["volume_id"] = volume["id"]
     record["instance_type"] = itype
@@ -844,7 +931,8 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
 def _apply_problem(box, instance, volume, changes, owner, caller, placement):
     """What the launch's changes would meet that AWS would refuse halfway: said now, before anything changes."""
     nothing = "Nothing was changed." if instance else "Nothing was created."
-    created = [c for c in changes if c in ("import_key", "create_security_group", "create_volume", "run_instance")]
+    created = [c for c in changes if c in ("import_key", "create_security_group", "create_volume", "move_volume",
+                                           "run_instance")]
     if created and owner != caller.get("user_id"):
         what = ", ".join(c.replace("_", " ") for c in created)
         return (f"Box '{box.name}' is {owner}'s, and it would need new resources ({what}): gpubox creates only what is "
@@ -852,11 +940,12 @@ def _apply_problem(box, instance, volume, changes, owner, caller, placement):
                 f"tear down another owner's box, not rebuild it. Ask its owner to launch it. {nothing}")
     if volume and "attach_volume" in changes:
         zone = placement["zone"]
-        if volume.get("zone") != zone:
+        if volume.get("zone") != zone and "move_volume" not in changes:
             return (f"The data volume of box '{box.name}' ({volume['id']}) is in {volume.get('zone')}, but its instance "
                     f"{instance['instance_id'] if instance else ''} is in {zone}: a volume attaches only in its own zone. "
-                    "Tear the instance down (ansible-playbook teardown.yml keeps the data volume) and launch again, "
-                    f"which places the new instance beside the volume. {nothing}")
+                    f"Copy it to {zone} with -e move_data=true (a snapshot, a new volume there, the old one deleted once "
+                    "the new one is attached), or tear the instance down (ansible-playbook teardown.yml keeps the data "
+                    f"volume) and launch again, which places the new instance beside the volume. {nothing}")
         held = [a["instance_id"] for a in volume.get("attachments", [])
                 if not instance or a.get("instance_id") != instance["instance_id"]]
         if held:
@@ -943,6 +1032,18 @@ def _choose_image(settings, found, instance, itype, entry, images, region, notes
                 "root_device": details.get("root_device_name") or os_entry["root_device"],
                 "ssh_user": identity.ssh_user(tags, os_entry["ssh_user"])}, ""
     ami = settings.get("ami", "dlami")
+    if ami == "baked":
+        # Your newest gpubox image for the OS (bake.yml): never another owner's.
+        baked, problem = box_images.choose_baked_image(found.get("baked_images", []), os_name, "x86_64",
+                                                       (found.get("caller") or {}).get("user_id", ""), region)
+        if problem:
+            return None, problem
+        size = _as_int(baked.get("root_size"))
+        if size > _as_int(settings.get("volume_size")):
+            notes.append(f"The root disk is made {size} GiB, the size of image {baked['id']}'s root snapshot "
+                         f"(volume_size is {settings.get('volume_size')}).")
+        return {"id": baked["id"], "kind": "baked", "root_device": baked.get("root_device_name") or os_entry["root_device"],
+                "ssh_user": os_entry["ssh_user"], "min_size": size}, ""
     source = ami
     if ami == "dlami" and (entry or {}).get("module_flavor", "open") == "proprietary":
         source = "plain"
@@ -970,6 +1071,12 @@ def _choose_image(settings, found, instance, itype, entry, images, region, notes
     if details.get("architecture", "x86_64") != "x86_64":
         return None, (f"AMI {image_id} is built for {details['architecture']}, but {itype} needs an x86_64 image. "
                       "Pass an x86_64 AMI id, or -e ami=dlami. Nothing was created.")
+    baker = (details.get("tags") or {}).get(identity.OWNER)
+    if identity.is_gpubox(details.get("tags")) and baker != (found.get("caller") or {}).get("user_id"):
+        # A box baked by someone else still lets their SSH keys in (cloud-init adds yours beside them).
+        return None, (f"AMI {image_id} is a gpubox image baked by another owner ({identity.owner_label(details['tags'])}): "
+                      "the SSH keys of its box's users are in it and would let them into yours. Launch from your own "
+                      "image (-e ami=baked, or bake.yml), or -e ami=dlami. Nothing was created.")
     return {"id": image_id, "kind": kind, "root_device": details.get("root_device_name") or os_entry["root_device"],
             "ssh_user": os_entry["ssh_user"]}, ""
 
@@ -990,7 +1097,7 @@ def _choose_placement(found, box, instance, itype, region):
                           f"{', '.join(offered)}). Pick a type offered there, or launch a new box beside it with "
                           "-e name=OTHER. Nothing was changed.")
         return {"vpc_id": instance.get("vpc_id") or vpc["id"], "zone": zone, "subnet_id": instance.get("subnet_id", "")}, ""
-    volume = box.data_volumes[0] if box.data_volumes else None
+    volume = _box_volume(box)
     if volume:
         zone = volume["zone"]
         if zone not in offered:
@@ -1040,15 +1147,17 @@ def _ssh_source(settings, found):
                     "https://checkip.amazonaws.com). Nothing was created.")
 
 
-def _quota_problem(found, instance, state, entry, itype, families, quota_groups, region, warnings):
-    quota = found.get("quotas", {}).get(entry["on_demand_code"], {})
+def _quota_problem(found, instance, state, entry, itype, families, quota_groups, region, warnings, market="on-demand"):
+    code, name = (entry["spot_code"], entry["spot_name"]) if market == "spot" else (entry["on_demand_code"],
+                                                                                 entry["on_demand_name"])
+    quota = found.get("quotas", {}).get(code, {})
     if quota.get("value") is None:
         warnings.append(
-            f"Could not read {entry['on_demand_name']} ({entry['on_demand_code']}): "
+            f"Could not read {name} ({code}): "
             f"{str(quota.get('error') or 'not read').rstrip('.')}. Going on; if the launch fails with VcpuLimitExceeded, "
             "request a quota increase.")
         return ""
-    used = _as_int(found.get("running_vcpus", {}).get(entry["on_demand_code"]))
+    used = _as_int(found.get("running_vcpus", {}).get(code))
     needed = entry["vcpus"]
     if instance and state in ("pending", "running"):
         old = catalog.instance_type(instance["instance_type"], families, quota_groups)
@@ -1057,8 +1166,293 @@ def _quota_problem(found, instance, state, entry, itype, families, quota_groups,
     available = quota["value"] - used
     if needed <= available:
         return ""
-    return (f"{itype} needs {entry['vcpus']} vCPUs, but your quota '{entry['on_demand_name']}' ({entry['on_demand_code']}) "
+    return (f"{itype} needs {entry['vcpus']} vCPUs, but your quota '{name}' ({code}) "
             f"in {region} is {int(quota['value'])} vCPUs with {used} in use, so {max(int(available), 0)} are available. "
             "New AWS accounts start at 0 for G and P instances. Request an increase (AWS answers within hours to a day): "
-            f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {entry['on_demand_code']} "
+            f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
             f"--desired-value {used + entry['vcpus']} --region {region} -- then run this again. Nothing was created.")
+
+
+# --- launch: where to try, in what order, and how (capacity failover, spot)
+
+def _is_spot(instance):
+    return (instance or {}).get("instance_lifecycle") == "spot"
+
+
+def _interrupted(instance):
+    """True when AWS stopped (or is stopping) the spot instance for its own reasons: price or capacity."""
+    return _is_spot(instance) and str((instance.get("state_reason") or {}).get("code", "")).startswith("Server.Spot")
+
+
+def _interrupted_problem(box, instance):
+    zone = (instance.get("placement") or {}).get("availability_zone", "")
+    return (f"Box '{box.name}' is a spot box that AWS stopped ({(instance.get('state_reason') or {}).get('message', '')}): "
+            f"only AWS starts an interrupted spot box again, by itself, once {instance['instance_type']} spot capacity "
+            f"returns in {zone}. Its disks and notebooks are kept; ansible-playbook status.yml shows when it runs. To "
+            f"have a GPU now, tear it down (ansible-playbook teardown.yml -e name={box.name}: the data volume is kept, "
+            f"{'but not the root disk' if _data_volume_id(instance) else 'but this box has none: its notebooks are on the root disk, which goes with it'}"
+            ") and launch it again with -e market=on-demand or other types. Nothing was changed.")
+
+
+def _moved_volume(box):
+    """(copy, original) when an earlier launch copied the box's data volume to another zone and did not finish."""
+    if len(box.data_volumes) != 2:
+        return None
+    for copy in box.data_volumes:
+        original = [v for v in box.data_volumes if v is not copy and v["id"] == copy["tags"].get(identity.MOVED_FROM)]
+        # Only a copy that gpubox made for the box's owner (its owner tag, which the IAM policy lets only that owner
+        # write), made after the original: an ownerless or older volume claiming to be a copy is not one.
+        if (original and copy["tags"].get(identity.OWNER) == box.owner
+                and str(copy.get("create_time", "")) > str(original[0].get("create_time", ""))):
+            return copy, original[0]
+    return None
+
+
+def _box_volume(box):
+    """The box's data volume: its one, or the copy of an unfinished move."""
+    moved = _moved_volume(box)
+    if moved:
+        return moved[0]
+    return box.data_volumes[0] if box.data_volumes else None
+
+
+def _zones(found, box, itype, region, move):
+    """([(zone, subnet)] where a new instance of itype may go, in order, problem): beside the data volume (and,
+    with move_data, then anywhere else); without one, every zone that offers the type and has a default subnet."""
+    offered = found.get("offerings", {}).get(itype, [])
+    subnets = {s["zone"]: s["id"] for s in found.get("subnets", [])}
+    usable = [z for z in sorted(offered) if z in subnets]
+    volume = _box_volume(box)
+    if volume and not move:
+        zone = volume["zone"]
+        if zone not in offered:
+            return [], (f"The data volume of box '{box.name}' ({volume['id']}) is in {zone}, where {itype} is not "
+                        f"offered (it is in {', '.join(offered)}). Pick a type offered in {zone}, or add -e move_data=true "
+                        "to copy the volume to a zone that has the type. Nothing was created.")
+        if zone not in subnets:
+            return [], (f"The default VPC has no default subnet in {zone}, where the box must go (its data volume is "
+                        f"there). Create one with 'aws ec2 create-default-subnet --availability-zone {zone} --region "
+                        f"{region}', or add -e move_data=true. Nothing was created.")
+        return [(zone, subnets[zone])], ""
+    if volume:
+        usable = sorted(usable, key=lambda z: z != volume["zone"])  # its own zone first: no copy needed there
+    if not usable:
+        return [], (f"{itype} is offered in {', '.join(offered) or 'no zone'}, but the default VPC has no default "
+                    f"subnet there. Create one with 'aws ec2 create-default-subnet --availability-zone "
+                    f"{(offered or ['ZONE'])[0]}'. Nothing was created.")
+    return [(z, subnets[z]) for z in usable], ""
+
+
+NOTHING_CREATED = " Nothing was created."
+
+
+def _choose_launches(settings, found, box, types, market, families, quota_groups, images, region, result):
+    """([{type, entry, image, zone, subnet_id, market}] in the order to try them, problem) for a new instance:
+    each type in the user's order, each zone of the type in turn; with market=auto, every spot launch before the
+    on-demand ones. A type that is not offered, or whose quota is short, is left out with a note; when none is left,
+    the refusal says why for each."""
+    if not found.get("vpc"):
+        return [], (f"{region} has no default VPC, which gpubox launches into. Create one with "
+                    f"'aws ec2 create-default-vpc --region {region}', then run this again. Nothing was created.")
+    # A move an earlier run did not finish is finished where its copy is, never moved again.
+    move = _as_bool(settings.get("move_data")) and not _moved_volume(box)
+    left_out, per_type = [], []
+    for wanted in types or [catalog.DEFAULT_TYPE]:
+        itype, entry, problem = _choose_type(settings, found, wanted, families, quota_groups, region, box.name)
+        if problem and (not entry or entry.get("gpu_vendor") != "nvidia"):
+            return [], problem  # a name gpubox does not know (a typo) or a GPU it cannot use: never skipped over
+        if not problem and itype in [t[0] for t in per_type]:
+            continue
+        image = None
+        if not problem:
+            image, problem = _choose_image(settings, found, None, itype, entry, images, region, result["notes"])
+        zones = []
+        if not problem:
+            zones, problem = _zones(found, box, itype, region, move)
+        if problem:
+            left_out.append(problem)
+            continue
+        if itype != wanted:
+            result["notes"].append(f"{wanted} is not offered in {region}; launching {itype} instead (substitute=true).")
+        per_type.append((itype, entry, image, zones))
+    choices = []
+    for each in {"on-demand": ["on-demand"], "spot": ["spot"], "auto": ["spot", "on-demand"]}[market]:
+        for itype, entry, image, zones in per_type:
+            problem = entry and _quota_problem(found, None, "absent", entry, itype, families, quota_groups, region,
+                                               result["warnings"], each)
+            if problem:
+                left_out.append(problem)
+                continue
+            choices += [{"type": itype, "entry": entry, "image": image, "zone": zone, "subnet_id": subnet,
+                         "market": each} for zone, subnet in zones]
+    reasons = [p[:-len(NOTHING_CREATED)] if p.endswith(NOTHING_CREATED) else p for p in left_out]
+    if not choices:
+        return [], " ".join(dict.fromkeys(reasons)) + NOTHING_CREATED
+    result["notes"] += [f"Left out: {r}" for r in dict.fromkeys(reasons)]
+    return choices, ""
+
+
+SPOT_REQUEST_DAYS = 365
+
+
+def _instance_creation(settings, box, tags, owner, choices, now):
+    """The instance's creation: its token, and one RunInstances request per launch to try, in order."""
+    resource = identity.resource_name(box.name)
+    price = str(settings.get("max_price") or "").strip()
+    # A persistent request ends after 7 days unless told otherwise, and then the box can no longer be stopped: a year
+    # (a whole day, so that runs on the same day ask for the same launch).
+    valid_until = (_utc(now).date() + timedelta(days=SPOT_REQUEST_DAYS)).isoformat() + "T00:00:00Z"
+    attempts = []
+    for choice in choices:
+        image = choice["image"]
+        instance_tags = {**tags, "Name": resource, "gpubox:ami": image["id"], "gpubox:os": settings["os"],
+                         "gpubox:image": image["kind"], "gpubox:ssh-user": image["ssh_user"]}
+        specs = [{"ResourceType": "instance", "Tags": _tag_list(instance_tags)},
+                 {"ResourceType": "volume", "Tags": _tag_list({**tags, "Name": f"{resource}-root", identity.ROLE: "root"})}]
+        params = {
+            "ImageId": image["id"], "InstanceType": choice["type"], "KeyName": resource, "SubnetId": choice["subnet_id"],
+            "BlockDeviceMappings": [{"DeviceName": image["root_device"], "Ebs": {
+                "VolumeSize": max(_as_int(settings.get("volume_size")), image.get("min_size", 0)), "VolumeType": "gp3",
+                "Encrypted": True, "DeleteOnTermination": True}}],
+            "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 2},
+            # Auto-stop shuts the OS down: the instance stops (a spot box's persistent request allows it).
+            "InstanceInitiatedShutdownBehavior": "stop",
+            "TagSpecifications": specs,
+        }
+        if choice["market"] == "spot":
+            # A persistent request that stops the box when AWS needs the capacity back: disks and notebooks are kept,
+            # and AWS starts it again when capacity returns. Teardown cancels the request before terminating.
+            spot = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop", "ValidUntil": valid_until}
+            if price:
+                spot["MaxPrice"] = price
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+            specs.append({"ResourceType": "spot-instances-request", "Tags": _tag_list(tags)})
+        attempts.append({"type": choice["type"], "zone": choice["zone"], "market": choice["market"],
+                         "label": f"{choice['zone']} {choice['type']} {choice['market']}", "params": params})
+    return {"token": {"owner": owner, "name": box.name, "resource": "instance", "generation": _generation(box.instances_all)},
+            "params": attempts[0]["params"], "attempts": attempts,
+            "retry": {"until_up": _as_bool(settings.get("retry_until_up")),
+                      "interval": _as_int(settings.get("retry_interval"), 30),
+                      "timeout": _as_int(settings.get("retry_timeout"), 3600)}}
+
+
+def _add_spot_price(record, found):
+    """The current spot price of the record's type in its zone, when the gather read it."""
+    price = found.get("spot_prices", {}).get(record.get("instance_type"), {}).get(record.get("zone"))
+    record["spot_price"] = _usd(price) if price else ""
+
+
+def _usd(price):
+    """AWS's price string without its trailing zeros ('0.452100' -> '0.4521')."""
+    try:
+        return format(decimal.Decimal(str(price)).normalize(), "f")
+    except decimal.InvalidOperation:
+        return str(price)
+
+
+def _capacity_advice(settings, box, volume, types, market):
+    """What to do when AWS refuses every launch tried."""
+    advice = []
+    if volume and not _as_bool(settings.get("move_data")):
+        advice.append(f"The box's data volume {volume['id']} ties it to {volume['zone']}: -e move_data=true copies the "
+                      "volume to a zone that has capacity (a snapshot, a new volume there; the old one is deleted once "
+                      "the new one is attached).")
+    if not _as_bool(settings.get("retry_until_up")):
+        advice.append("Add -e retry_until_up=true to try again every 30 s (retry_interval) for up to an hour "
+                      "(retry_timeout).")
+    if len(types) < 2:
+        advice.append("Give several types in order of preference, for example -e type=g6e.xlarge,g6.xlarge,g5.xlarge.")
+    if market == "on-demand":
+        advice.append("-e market=auto tries spot capacity first, which is often free when on-demand is not.")
+    advice.append("Another region may have capacity (AWS_REGION=us-west-2). The box's key pair and security group "
+                  f"(free) are kept for the next launch; ansible-playbook teardown.yml -e name={box.name} removes them.")
+    return " ".join(advice)
+
+
+# --- bake (bake.yml): an image of the box's root disk; module_utils/box_images.py names, tags and prices it
+
+def _plan_bake(result, settings, found, box, families, quota_groups, images):
+    region = found.get("region")
+    caller = found.get("caller") or {}
+    nothing = "Nothing was created."
+    if not box.instances:
+        result["problems"].append(
+            f"There is no box named '{box.name}' in {region} to make an image of: launch and configure it first "
+            f"(ansible-playbook launch.yml -e name={box.name}), or list your boxes with ansible-playbook status.yml. "
+            f"{nothing}")
+        return result
+    if len(box.instances) > 1:
+        result["problems"].append(f"{_ambiguous(box, region)} {nothing}")
+        return result
+    instance = box.instances[0]
+    state = instance["state"]["name"]
+    tags = instance.get("tags") or {}
+    os_name = tags.get("gpubox:os", "")
+    if box.owner != caller.get("user_id"):
+        problem = (f"Box '{box.name}' is {identity.owner_label(tags)}'s: gpubox makes images only of your own boxes (the "
+                   "IAM policy allows CreateImage only on them). Ask its owner to run bake.yml.")
+    elif state not in ("running", "stopped"):
+        problem = f"Box '{box.name}' is {state}: wait until it is running or stopped, then run bake.yml again."
+    elif os_name not in images:
+        problem = (f"Box '{box.name}' does not say which OS it runs (gpubox:os is '{os_name}'), so launch -e ami=baked "
+                   "could never pick its image. Launch a box with this gpubox, configure it, and bake that one.")
+    else:
+        problem = ""
+    if problem:
+        result["problems"].append(f"{problem} {nothing}")
+        return result
+
+    instance_id = instance["instance_id"]
+    architecture = instance.get("architecture") or "x86_64"
+    root = instance.get("root_device_name") or images[os_name]["root_device"]
+    # Only the root disk: every other disk of the instance, the data volume above all, is left out of the image.
+    devices = {m.get("device_name") for m in instance.get("block_device_mappings") or []} - {root, None}
+    volume = _data_volume_id(instance)
+    name = box_images.image_name(box.name, found.get("now"), [i.get("name") for i in found.get("baked_images", [])])
+    no_reboot = _as_bool(settings.get("no_reboot"))
+    running = state == "running"
+    base = {**identity.box_tags(box.name, caller.get("user_id", ""), caller.get("arn", "")), "Name": name,
+            identity.ROLE: box_images.ROLE, box_images.OS: os_name, box_images.ARCH: architecture,
+            box_images.SOURCE_INSTANCE: instance_id, box_images.BASE_AMI: tags.get("gpubox:ami", ""),
+            box_images.BASE_IMAGE: tags.get("gpubox:image", "")}
+    lines = [f"Making image {name} of box '{box.name}' ({instance_id}, {os_name}, {architecture}): its root disk only."]
+    if volume:
+        lines.append(f"Left out: the data volume {volume} ({DATA_DEVICE}, mounted at /data: your notebooks and data). It "
+                     "stays with the box; a box launched from the image gets its own.")
+    else:
+        lines.append(f"Box '{box.name}' has no data volume: the notebooks in its /data are on the root disk, so they go "
+                     "into the image.")
+    if running and not no_reboot:
+        lines.append(f"Box '{box.name}' is running: EC2 reboots it now, so that the image is a consistent copy of its "
+                     "disk (a minute or two; running kernels lose their state). -e no_reboot=true keeps it running, at "
+                     "the risk of an image without what was not yet written to disk.")
+    elif running:
+        lines.append(f"Box '{box.name}' keeps running (no_reboot=true): the image may miss what was not yet written to "
+                     "disk.")
+    else:
+        lines.append(f"Box '{box.name}' is stopped: its disk is copied as it is, and it stays stopped.")
+    lines.append("Everything on the root disk goes into the image, and to every box launched from it: the files in the "
+                 f"login user's home too ({identity.ssh_user(tags, images[os_name]['ssh_user'])}'s ~/.aws credentials, "
+                 "git and Hugging Face tokens, shell history, SSH keys and authorized_keys). Remove what should not "
+                 "travel before you bake.")
+    lines.append("The box's Jupyter token and SSH host keys are on the disk too: a box launched from the image gets new "
+                 "ones (configure makes a new token, cloud-init new host keys at its first boot).")
+    result["changes"].append("create_image")
+    result["bake"] = {
+        "name": name, "instance_id": instance_id, "running": running, "no_reboot": no_reboot,
+        "os": os_name, "architecture": architecture, "tags": base, "lines": lines,
+        "description": f"gpubox box {box.name} ({os_name}, {architecture}) from {instance_id}, root disk only",
+        "device_mapping": [{"device_name": d, "no_device": True} for d in sorted(devices | {DATA_DEVICE})],
+    }
+    result["record"] = _record(instance, families, quota_groups)
+    return result
+
+
+def price_label(record):
+    """What a box costs while it runs, as the closing messages say it: the spot price next to the on-demand estimate."""
+    usd = (record or {}).get("usd_per_hour")
+    on_demand = f"about ${usd}/h" if usd not in (None, "") else ""
+    if (record or {}).get("market") != "spot":
+        return f"{on_demand} on demand" if on_demand else ""
+    spot = f"${record['spot_price']}/h now" if record.get("spot_price") else "the current spot price"
+    return f"spot at {spot}" + (f" ({on_demand} on demand)" if on_demand else "")

@@ -17,10 +17,12 @@ description:
   - Changes nothing. An action plugin that runs on the controller, so that the whole pass costs one boto3 import.
 options:
   action:
-    description: The command; it decides what is read and planned (find is configure's and verify's, autostop is autostop.yml's).
+    description:
+      - The command; it decides what is read and planned (find is configure's and verify's, autostop is autostop.yml's).
+      - C(bake) plans bake.yml's image of the box; C(images) lists your baked images (images.yml) and what prune_keep removes.
     type: str
     required: true
-    choices: [autostop, find, launch, start, status, stop, teardown]
+    choices: [autostop, bake, find, images, launch, start, status, stop, teardown]
   name:
     description: The box's name; empty with C(find) (your running boxes) or C(status) (every box).
     type: str

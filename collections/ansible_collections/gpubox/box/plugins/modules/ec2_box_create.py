@@ -53,6 +53,24 @@ options:
     description: Seconds to wait for the instance to run or the volume to be available.
     type: int
     default: 600
+  attempts:
+    description:
+      - The launches to try, in order (resource=instance), from the plan; each has a C(label) (zone, type, market)
+        and its RunInstances C(params), which replace I(params). Its action plugin (plugins/action/ec2_box_create.py)
+        runs the module once per launch and prints one line each; when AWS has no capacity for it (or the quota or
+        the spot price is short), the next is tried. A launch after the first first checks that no run at the same
+        time created the box meanwhile.
+    type: list
+    elements: dict
+  retry:
+    description:
+      - With C(until_up=true), the attempts are swept again every C(interval) seconds until C(timeout) seconds have
+        passed (the action plugin).
+    type: dict
+  look_first:
+    description: Refuse when a live instance of the box exists already (a launch after the first).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -69,6 +87,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+attempts:
+  description: One line per launch tried (zone, type, market and AWS's answer), with I(attempts).
+  returned: with attempts
+  type: list
+  elements: str
+capacity:
+  description: True when AWS refused for a reason another zone, type or market may not have (no capacity, quota).
+  returned: failure
+  type: bool
+code:
+  description: AWS's error code of a refused launch.
+  returned: failure
+  type: str
 id:
   description: The instance, volume or security group id, or the key pair's name.
   returned: success
@@ -181,6 +212,11 @@ def _described(client, resource, resource_id):
     return state, box_gather.tags_dict((found or {}).get("Tags")), reason
 
 
+# What AWS answers when another zone, type or market (or a later try) may succeed: no capacity, a quota, a price.
+CAPACITY_CODES = ("InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity", "Unsupported",
+                  "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "InstanceLimitExceeded",
+                  "InsufficientFreeAddressesInSubnet")
+
 # How an instance ends that someone ended on purpose (a spent token's); any other reason is a failure to report.
 ENDED_ON_PURPOSE = ("Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown", "Client.UserInitiatedHibernate")
 
@@ -256,6 +292,15 @@ def _existing(client, resource, params):
     return (found[0]["GroupId"], box_gather.tags_dict(found[0].get("Tags"))) if found else None
 
 
+def capacity_failure(error):
+    """The answer to a launch AWS refused for want of capacity, quota or price ({} for any other error): the
+    action plugin then tries the next launch of the plan."""
+    if _code(error) not in CAPACITY_CODES:
+        return {}
+    return {"msg": f"{_code(error)}: {error.response.get('Error', {}).get('Message', '')}", "code": _code(error),
+            "capacity": True}
+
+
 def create_named(client, resource, token, params, public_key=b"", ingress=()):
     """(id, changed): create the key pair or security group; one of the box's own that a run at the same time made
     is used as it is; another is a refusal."""
@@ -296,6 +341,9 @@ def main():
             "public_key_file": {"type": "path"},
             "ingress": {"type": "list", "elements": "dict", "default": []},
             "wait_timeout": {"type": "int", "default": 600},
+            "attempts": {"type": "list", "elements": "dict"},
+            "retry": {"type": "dict"},
+            "look_first": {"type": "bool", "default": False},
         },
         required_if=[("resource", "key_pair", ["public_key_file"])],
         supports_check_mode=False,
@@ -311,10 +359,20 @@ def main():
                     public_key = f.read()
             resource_id, changed = create_named(client, resource, token, params, public_key, module.params["ingress"])
             module.exit_json(changed=changed, id=resource_id)
+        if module.params["look_first"]:
+            live = _live_of_box(client, resource, token)
+            if live:
+                raise Refused(f"Another run created box '{token['name']}' meanwhile ({', '.join(live)}): nothing else was "
+                              "created. Run launch again, which uses it.")
         resource_id, generation = create_once(client, resource, token, params, module.params["security_group_ids"])
     except Refused as e:
         module.fail_json(msg=str(e))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+    except botocore.exceptions.ClientError as e:
+        refused = capacity_failure(e)
+        if refused:
+            module.fail_json(**refused)
+        module.fail_json_aws(e, msg=f"Could not create the {resource.replace('_', ' ')}")
+    except botocore.exceptions.BotoCoreError as e:
         module.fail_json_aws(e, msg=f"Could not create the {resource.replace('_', ' ')}")
     result = {"changed": True, "id": resource_id, "generation": generation}
     try:
