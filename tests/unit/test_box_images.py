@@ -4,11 +4,8 @@ No AWS, no Ansible: pure functions, as the planner's own tests (test_box_plan.py
 snapshots with AWS's answers stubbed by botocore's Stubber (what gpubox sends, and which command reads them).
 """
 
-from pathlib import Path
-
 import boto3
 import pytest
-import yaml
 from botocore.stub import Stubber
 
 from ansible_collections.gpubox.box.plugins.module_utils import box_gather as gather
@@ -16,12 +13,7 @@ from ansible_collections.gpubox.box.plugins.module_utils import box_identity as 
 from ansible_collections.gpubox.box.plugins.module_utils import box_images as images
 from ansible_collections.gpubox.box.plugins.module_utils import box_plan as planner
 
-REPO = Path(__file__).resolve().parents[2]
-CATALOG = yaml.safe_load((REPO / "catalog/instance_types.yml").read_text())
-FAMILIES, QUOTAS = CATALOG["gpubox_instance_families"], CATALOG["gpubox_quota_groups"]
-OS_IMAGES = yaml.safe_load((REPO / "roles/ec2_box/vars/main.yml").read_text())["__ec2_box_images"]
-ME = {"user_id": "AIDAME", "arn": "arn:aws:iam::123456789012:user/me", "account": "123456789012"}
-ALICE = {"user_id": "AIDAALICE", "arn": "arn:aws:iam::123456789012:user/alice", "account": "123456789012"}
+from test_box_plan import ALICE, FAMILIES, IMAGES as OS_IMAGES, ME, QUOTAS
 
 
 def image(iid, created, os_name="ubuntu24.04", arch="x86_64", state="available", owner=ME, box="lab", size=100,

@@ -1081,41 +1081,23 @@ def _choose_image(settings, found, instance, itype, entry, images, region, notes
             "ssh_user": os_entry["ssh_user"]}, ""
 
 
+def _no_vpc(region, nothing):
+    return (f"{region} has no default VPC, which gpubox launches into. Create one with "
+            f"'aws ec2 create-default-vpc --region {region}', then run this again. {nothing}")
+
+
 def _choose_placement(found, box, instance, itype, region):
-    """({vpc_id, zone, subnet_id}, problem)."""
-    nothing = "Nothing was changed." if instance else "Nothing was created."
+    """({vpc_id, zone, subnet_id}, problem) of the box's instance: where it lives (a new one: _choose_launches)."""
     vpc = found.get("vpc")
     if not vpc:
-        return None, (f"{region} has no default VPC, which gpubox launches into. Create one with "
-                      f"'aws ec2 create-default-vpc --region {region}', then run this again. {nothing}")
+        return None, _no_vpc(region, "Nothing was changed.")
     offered = found.get("offerings", {}).get(itype, [])
-    subnets = {s["zone"]: s["id"] for s in found.get("subnets", [])}
-    if instance:
-        zone = instance["placement"]["availability_zone"]
-        if instance["instance_type"] != itype and zone not in offered:
-            return None, (f"{itype} is not offered in {zone}, where box '{box.name}' lives (it is offered in "
-                          f"{', '.join(offered)}). Pick a type offered there, or launch a new box beside it with "
-                          "-e name=OTHER. Nothing was changed.")
-        return {"vpc_id": instance.get("vpc_id") or vpc["id"], "zone": zone, "subnet_id": instance.get("subnet_id", "")}, ""
-    volume = _box_volume(box)
-    if volume:
-        zone = volume["zone"]
-        if zone not in offered:
-            return None, (f"The data volume of box '{box.name}' ({volume['id']}) is in {zone}, where {itype} is not "
-                          f"offered (it is in {', '.join(offered)}). Pick a type offered in {zone}, or move the data: "
-                          "snapshot the volume and create it in another zone. Nothing was created.")
-        if zone not in subnets:
-            return None, (f"The default VPC has no default subnet in {zone}, where the box must go (its data volume is "
-                          f"there). Create one with 'aws ec2 create-default-subnet --availability-zone {zone} --region "
-                          f"{region}'. Nothing was created.")
-    else:
-        usable = sorted(set(offered) & set(subnets))
-        if not usable:
-            return None, (f"{itype} is offered in {', '.join(offered)}, but the default VPC has no default subnet there. "
-                          f"Create one with 'aws ec2 create-default-subnet --availability-zone {offered[0]}'. "
-                          "Nothing was created.")
-        zone = usable[0]
-    return {"vpc_id": vpc["id"], "zone": zone, "subnet_id": subnets[zone]}, ""
+    zone = instance["placement"]["availability_zone"]
+    if instance["instance_type"] != itype and zone not in offered:
+        return None, (f"{itype} is not offered in {zone}, where box '{box.name}' lives (it is offered in "
+                      f"{', '.join(offered)}). Pick a type offered there, or launch a new box beside it with "
+                      "-e name=OTHER. Nothing was changed.")
+    return {"vpc_id": instance.get("vpc_id") or vpc["id"], "zone": zone, "subnet_id": instance.get("subnet_id", "")}, ""
 
 
 def _foreign_name_problem(box, vpc_id, region):
@@ -1252,8 +1234,7 @@ def _choose_launches(settings, found, box, types, market, families, quota_groups
     on-demand ones. A type that is not offered, or whose quota is short, is left out with a note; when none is left,
     the refusal says why for each."""
     if not found.get("vpc"):
-        return [], (f"{region} has no default VPC, which gpubox launches into. Create one with "
-                    f"'aws ec2 create-default-vpc --region {region}', then run this again. Nothing was created.")
+        return [], _no_vpc(region, "Nothing was created.")
     # A move an earlier run did not finish is finished where its copy is, never moved again.
     move = _as_bool(settings.get("move_data")) and not _moved_volume(box)
     left_out, per_type = [], []
