@@ -1,5 +1,6 @@
 """The instance catalog and the functions that read it, and the planner's small input checks."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ def test_every_family_is_complete_and_consistent(family):
     assert data["quota_group"] == ("P" if family.startswith("p") else "G")
     for size, per_size in data["sizes"].items():
         assert per_size["vcpus"] > 0 and per_size["gpus"] > 0 and per_size["usd_per_hour"] > 0, size
+    # The compute capability picks framework builds (python_envs): every NVIDIA family has one, as "MAJOR.MINOR".
+    if data["gpu_vendor"] == "nvidia":
+        assert re.fullmatch(r"\d+\.\d", data["compute_capability"]), data.get("compute_capability")
 
 
 def test_quota_codes():

@@ -1,7 +1,8 @@
 """Table-driven tests of the NVIDIA driver and CUDA decisions (gpubox.box filters in nvidia.py).
 
-Loads the same data the roles use: catalog/instance_types.yml, roles/nvidia_driver/vars/main.yml
-and roles/cuda/vars/main.yml. Every catalog family is checked on every target OS.
+Loads the same data the roles use: catalog/instance_types.yml and roles/nvidia_driver/vars/main.yml.
+Every catalog family is checked on every target OS. The expected package names and steps are NVIDIA's Driver
+Installation Guide's (the nvidia_driver role's README cites the pages).
 """
 
 import importlib.util
@@ -26,11 +27,10 @@ catalog_filters = _load_module("catalog")
 
 CATALOG = yaml.safe_load((ROOT / "catalog/instance_types.yml").read_text())
 DRIVER_VARS = yaml.safe_load((ROOT / "roles/nvidia_driver/vars/main.yml").read_text())
-CUDA_VARS = yaml.safe_load((ROOT / "roles/cuda/vars/main.yml").read_text())
 PLATFORMS = DRIVER_VARS["__nvidia_driver_platforms"]
 ARCHITECTURES = DRIVER_VARS["__nvidia_driver_architectures"]
 PCI_IDS = DRIVER_VARS["__nvidia_driver_pci_ids"]
-MIN_BRANCH = CUDA_VARS["__cuda_min_driver_branch"]
+MIN_BRANCH = DRIVER_VARS["__nvidia_driver_cuda_min_branch"]
 KERNEL = "6.8.0-1021-aws"
 
 # Facts as Ansible reports them: (ansible_distribution, ansible_distribution_version).
@@ -41,28 +41,33 @@ OSES = {
     "debian-12": ("Debian", "12.8"),
 }
 
-# Per OS: the repository, driver packages by flavor, Fabric Manager packages by flavor, hold method.
+# Per OS: the repository, the branch lock, driver packages by flavor, Fabric Manager packages, hold method.
+# Ubuntu and Debian: NVIDIA's pinning package for the branch first, then the unversioned driver.
+APT_LOCK = {"method": "package", "packages": ["nvidia-driver-pinning-580"]}
+APT = {"open": ["nvidia-open"], "proprietary": ["cuda-drivers"], "fm": ["nvidia-fabricmanager"], "hold": "apt",
+       "prereq": ["dkms", f"linux-headers-{KERNEL}"], "check": "nvidia-driver-pinning-580"}
 OS_EXPECTED = {
     "ubuntu-24.04": {
         "repo": "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/cuda-keyring_1.1-1_all.deb",
-        "open": ["nvidia-open-580"], "proprietary": ["cuda-drivers-580"],
-        "fm": ["nvidia-fabricmanager-580"], "hold": "apt", "prereq": ["dkms", f"linux-headers-{KERNEL}"],
+        "lock": {"open": APT_LOCK, "proprietary": APT_LOCK}, **APT,
     },
     "ubuntu-22.04": {
         "repo": "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb",
-        "open": ["nvidia-open-580"], "proprietary": ["cuda-drivers-580"],
-        "fm": ["nvidia-fabricmanager-580"], "hold": "apt", "prereq": ["dkms", f"linux-headers-{KERNEL}"],
+        "lock": {"open": APT_LOCK, "proprietary": APT_LOCK}, **APT,
     },
     "debian-12": {
         "repo": "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb",
-        "open": ["nvidia-open-580"], "proprietary": ["cuda-drivers-580"],
-        "fm": ["nvidia-fabricmanager-580"], "hold": "apt", "prereq": ["dkms", f"linux-headers-{KERNEL}"],
+        "lock": {"open": APT_LOCK, "proprietary": APT_LOCK}, **APT,
     },
+    # Amazon Linux 2023: the branch is a dnf module stream, then the unversioned driver; Fabric Manager a plain package.
     "amazon-2023": {
         "repo": "https://developer.download.nvidia.com/compute/cuda/repos/amzn2023/x86_64/cuda-amzn2023.repo",
-        "open": ["@nvidia-driver:580-open"], "proprietary": ["@nvidia-driver:580-dkms"],
-        "fm": ["@nvidia-driver:580-open/fm"], "hold": "versionlock",
-        "prereq": ["dkms", f"kernel-devel-{KERNEL}", f"kernel-modules-extra-{KERNEL}", "python3-dnf-plugin-versionlock"],
+        "lock": {"open": {"method": "dnf-module", "module": "nvidia-driver", "stream": "580-open"},
+                 "proprietary": {"method": "dnf-module", "module": "nvidia-driver", "stream": "580-dkms"}},
+        "open": ["nvidia-open"], "proprietary": ["cuda-drivers"], "fm": ["nvidia-fabricmanager"],
+        "hold": "versionlock", "check": None,
+        "prereq": ["dkms", f"kernel-devel-{KERNEL}", f"kernel-modules-extra-{KERNEL}",
+                   f"kernel-modules-extra-common-{KERNEL}", "python3-dnf-plugin-versionlock"],
     },
 }
 
@@ -98,6 +103,7 @@ def entry(family):
 def plan(family_entry, os_name="ubuntu-24.04", **kwargs):
     os_id, os_version = OSES[os_name]
     kwargs.setdefault("kernel", KERNEL)
+    kwargs.setdefault("cuda_min_branch", MIN_BRANCH)
     return nvidia.driver_plan(family_entry, os_id, os_version, PLATFORMS, ARCHITECTURES, **kwargs)
 
 
@@ -125,13 +131,14 @@ def test_driver_plan(family, os_name):
     assert result["branch"] == "580"
     assert result["module_flavor"] == flavor
     assert result["driver_packages"] == os_expected[flavor]
+    assert result["branch_lock"] == os_expected["lock"][flavor]
+    assert result["driver_check_package"] == (os_expected["check"] or os_expected[flavor][0])
     assert result["prerequisite_packages"] == os_expected["prereq"]
     assert result["repo"]["url"] == os_expected["repo"]
     assert result["hold_method"] == os_expected["hold"]
     assert result["fabric_manager"] is fabric_manager
     if fabric_manager:
-        fm_packages = [p.replace("-open/", "-dkms/") if flavor == "proprietary" else p for p in os_expected["fm"]]
-        assert result["fabric_manager_packages"] == fm_packages + fm_extra
+        assert result["fabric_manager_packages"] == os_expected["fm"] + fm_extra
         assert result["fabric_manager_service"] == "nvidia-fabricmanager"
         assert result["reboot_timeout"] == 1800
     else:
@@ -140,6 +147,8 @@ def test_driver_plan(family, os_name):
         assert result["reboot_timeout"] == 900
     assert result["reboot_rule"] == "driver-changed-or-version-mismatch"
     assert result["max_cuda_major"] == max_cuda
+    assert result["compute_capability"] == CATALOG["gpubox_instance_families"][family]["compute_capability"]
+    assert result["cuda_min_branch"] == {"12": 525, "13": 580}
 
 
 @pytest.mark.parametrize("os_name", sorted(OSES))
@@ -148,10 +157,12 @@ def test_hold_pattern_holds_the_driver_but_not_the_container_toolkit(os_name):
 
     pattern = re.compile(plan(entry("g5"), os_name)["hold_pattern"])
     held = {
-        "ubuntu-24.04": ["nvidia-open-580", "libnvidia-compute-580", "nvidia-dkms-580-open", "nvidia-fabricmanager-580",
-                         "cuda-drivers-580", "xserver-xorg-video-nvidia-580"],
-        "amazon-2023": ["nvidia-driver", "nvidia-driver-cuda-libs", "kmod-nvidia-open-dkms", "nvidia-fabric-manager"],
-    }.get(os_name, ["nvidia-open-580", "libnvidia-compute-580"])
+        "ubuntu-24.04": ["nvidia-open", "nvidia-driver-pinning-580", "libnvidia-compute", "nvidia-dkms-open",
+                         "nvidia-fabricmanager", "cuda-drivers", "xserver-xorg-video-nvidia", "nvidia-open-580",
+                         "libnvidia-compute-580"],
+        "amazon-2023": ["nvidia-open", "nvidia-driver", "nvidia-driver-cuda-libs", "kmod-nvidia-open-dkms",
+                        "nvidia-fabricmanager", "cuda-drivers"],
+    }.get(os_name, ["nvidia-open", "nvidia-driver-pinning-580", "libnvidia-compute"])
     for name in held:
         assert pattern.match(name), name
     for name in ["nvidia-container-toolkit", "libnvidia-container1", "cuda-toolkit-12-8", "linux-headers-aws", "python3"]:
@@ -174,7 +185,20 @@ def test_volta_cannot_take_a_branch_after_580():
 
 
 def test_newer_branch_is_fine_for_hopper():
-    assert plan(entry("p5"), branch="590")["driver_packages"] == ["nvidia-open-590"]
+    result = plan(entry("p5"), branch="590")
+    assert result["branch_lock"]["packages"] == ["nvidia-driver-pinning-590"]
+    assert result["driver_packages"] == ["nvidia-open"]
+    assert plan(entry("p5"), "amazon-2023", branch="595")["branch_lock"]["stream"] == "595-open"
+
+
+def test_amazon_linux_extra_modules_are_named_without_the_arch():
+    kernel = "6.1.158-180.294.amzn2023.x86_64"
+    result = plan(entry("p5"), "amazon-2023", kernel=kernel)
+    assert result["prerequisite_packages"] == [
+        "dkms", f"kernel-devel-{kernel}", "kernel-modules-extra-6.1.158-180.294.amzn2023",
+        "kernel-modules-extra-common-6.1.158-180.294.amzn2023", "python3-dnf-plugin-versionlock"]
+    arm = plan(entry("p5"), "amazon-2023", kernel="6.12.40-64.114.amzn2023.aarch64", machine="aarch64")
+    assert "kernel-modules-extra-common-6.12.40-64.114.amzn2023" in arm["prerequisite_packages"]
 
 
 def test_blackwell_needs_branch_570():
@@ -231,7 +255,8 @@ def test_gpu_from_pci_gives_a_plan_when_the_type_is_unknown():
     assert plan(single)["fabric_manager"] is False
     hgx = nvidia.gpu_from_pci(HGX_PCI, PCI_IDS)
     assert hgx["gpus"] == 8 and hgx["nvswitch"] is True
-    assert plan(hgx)["fabric_manager_packages"] == ["nvidia-fabricmanager-580"]
+    assert plan(hgx)["fabric_manager_packages"] == ["nvidia-fabricmanager"]
+    assert plan(hgx)["compute_capability"] == "9.0"
     assert nvidia.gpu_from_pci(NO_GPU_PCI, PCI_IDS) == {}
     with pytest.raises(nvidia.AnsibleFilterError, match="Maxwell"):
         plan(nvidia.gpu_from_pci(["0x10de 0x13f2 0x030000"], PCI_IDS))
@@ -295,7 +320,7 @@ def test_cuda_version_must_be_major_minor(version):
 
 
 def test_cuda_unknown_major_fails():
-    with pytest.raises(nvidia.AnsibleFilterError, match="not in the cuda role's driver table"):
+    with pytest.raises(nvidia.AnsibleFilterError, match="not in the driver role's CUDA table"):
         nvidia.cuda_plan(plan(entry("g5")), "11.8", "auto", min_branch=MIN_BRANCH)
 
 
@@ -326,6 +351,79 @@ def test_nvcc_release():
     assert nvidia.nvcc_release("bash: nvcc: command not found") == ""
 
 
+def test_cuda_takes_the_driver_tables_minimum_from_the_plan():
+    with pytest.raises(nvidia.AnsibleFilterError, match="needs driver branch 580"):
+        nvidia.cuda_plan(plan(entry("g5"), branch="570"), "13.0", "auto")
+    assert nvidia.cuda_plan(plan(entry("g5"), branch="570"), "12.8", "auto")["action"] == "install"
+
+
+# A Deep Learning AMI's driver (what the verify step reads from /proc/driver/nvidia/version) against the box's GPU
+# and the CUDA its environments need. AWS's 2026 Base OSS images run 595.x, newer than gpubox's branch: that is fine.
+@pytest.mark.parametrize(
+    ("family", "version", "cuda", "problems"),
+    [
+        ("g6", "595.91.07", ["12"], []),
+        ("p5", "595.91.07", ["12", "13"], []),
+        ("p5", "580.159.04", ["13"], []),
+        ("g5", "620.10", ["12"], []),
+        ("p6-b200", "595.91.07", [], []),
+        ("g4dn", "570.195.03", ["12"], []),
+        # Too old for what the environments need.
+        ("g4dn", "570.195.03", ["13.0"], ["CUDA 13 needs driver branch 580 or newer; the driver is 570.195.03"]),
+        ("g5", "515.65.01", ["12.8"], ["CUDA 12 needs driver branch 525 or newer; the driver is 515.65.01"]),
+        # Too old, or too new, for the GPU itself.
+        ("p6-b200", "565.57.01", [], ["driver 565.57.01 is older than branch 570, the first for blackwell GPUs"]),
+        ("p3", "595.91.07", ["12"], ["branch 580 is their last"]),
+        ("p3dn", "580.126.09", ["12"], []),
+        ("g5", "580.1", ["11"], ["CUDA 11 is not in the driver role's CUDA table"]),
+    ],
+)
+def test_image_driver_is_accepted_when_it_serves_the_gpu_and_the_cuda(family, version, cuda, problems):
+    found = nvidia.driver_problems(plan(entry(family)), version, cuda)
+    assert len(found) == len(problems), found
+    for text, expected in zip(found, problems):
+        assert expected in text
+
+
+def test_install_branch_is_checked_against_the_environments_cuda():
+    assert nvidia.driver_problems(plan(entry("g5"), branch="570"), "570", ["13"]) == [
+        "CUDA 13 needs driver branch 580 or newer; the driver is 570"]
+    assert nvidia.driver_problems(plan(entry("g5")), "580", ["12", "13"]) == []
+    assert nvidia.driver_problems(plan(entry("g5")), "", ["12"])[0].startswith(
+        "no NVIDIA driver version")
+
+
+# What the verify step prints on a Deep Learning AMI, from /proc/driver/nvidia/version as the real H100 host had it
+# (tests/fixtures' copy of shared/fixtures/gpu-host-h100) and as a 2026 DLAMI's 595 driver would print it.
+DLAMI_595 = H100_PROC_VERSION.replace("580.159.04", "595.91.07")
+VOLTA_595 = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  595.91.07  Release Build\n"
+FM_RUNNING = {"nvidia-fabricmanager.service": {"state": "running"}}
+
+
+@pytest.mark.parametrize(
+    ("family", "text", "services", "cuda", "warnings"),
+    [
+        ("g6", DLAMI_595, {}, ["12"], []),
+        ("p5", DLAMI_595, FM_RUNNING, ["12"], []),
+        ("p5", H100_PROC_VERSION, FM_RUNNING, ["13"], []),
+        ("p5", DLAMI_595, {"nvidia-fabricmanager.service": {"state": "stopped"}}, ["12"],
+         ["nvidia-fabricmanager is not active"]),
+        ("g6", "", {}, ["12"], ["no NVIDIA kernel module is loaded"]),
+        ("p5", "", {}, ["12"], ["no NVIDIA kernel module is loaded", "nvidia-fabricmanager is not active"]),
+        ("p3", VOLTA_595, {}, ["12"], ["branch 580 is their last"]),
+        ("p3", H100_PROC_VERSION.replace("580.159.04", "580.126.09"), {}, ["12"],
+         ["flavor differs from the proprietary modules"]),
+        ("g4dn", H100_PROC_VERSION.replace("580.159.04", "570.195.03"), {}, ["13"], ["CUDA 13 needs driver branch 580"]),
+    ],
+)
+def test_verify_step_warns_only_when_the_image_driver_cannot_serve(family, text, services, cuda, warnings):
+    found = nvidia.image_driver_findings(plan(entry(family)), text, services, cuda)
+    assert len(found) == len(warnings), found
+    for text_found, expected in zip(found, warnings):
+        assert expected in text_found
+
+
 def test_filters_are_registered():
     names = set(nvidia.FilterModule().filters())
-    assert {"driver_plan", "gpu_from_pci", "nvidia_gpu_present", "nvidia_reboot_reason", "cuda_plan"} <= names
+    assert {"driver_plan", "gpu_from_pci", "nvidia_gpu_present", "nvidia_reboot_reason", "cuda_plan",
+            "nvidia_driver_problems", "nvidia_image_driver_findings"} <= names

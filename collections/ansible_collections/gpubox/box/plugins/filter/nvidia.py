@@ -41,10 +41,12 @@ def _fill(value, **fields):
     return value
 
 
-def driver_plan(family_entry, os_id, os_version, platforms, architectures, branch="580", kernel="", machine="x86_64"):
+def driver_plan(family_entry, os_id, os_version, platforms, architectures, branch="580", kernel="", machine="x86_64",
+                cuda_min_branch=None):
     """What the nvidia_driver role does on one instance family and OS.
 
     family_entry: a catalog entry (gpubox.box.instance_type) or gpu_from_pci's answer.
+    cuda_min_branch: {CUDA major: oldest driver branch}, carried in the plan for the cuda role and driver_problems.
     Returns a dict; raises AnsibleFilterError for combinations gpubox does not support.
     """
     entry = dict(family_entry or {})
@@ -101,7 +103,12 @@ def driver_plan(family_entry, os_id, os_version, platforms, architectures, branc
             f"nvidia_driver: NVIDIA's repository for {key} has no {machine} packages "
             f"(only {', '.join(sorted(platform['repo_arch']))})."
         )
-    fields = {"branch": branch, "kernel": kernel, "flavor": flavor, "repo_arch": repo_arch}
+    kernel_release = re.sub(r"\.(x86_64|aarch64)$", "", str(kernel))
+    fields = {"branch": branch, "kernel": kernel, "kernel_release": kernel_release, "flavor": flavor,
+              "repo_arch": repo_arch}
+    lock = dict(platform["branch_lock"])
+    if isinstance(lock.get("stream"), dict):
+        lock["stream"] = lock["stream"][flavor]
     nvswitch = bool(entry.get("nvswitch"))
     fabric_packages = _fill(platform["fabric_manager_packages"][flavor], **fields) if nvswitch else []
     fabric_packages += arch.get("fabric_manager_extra", []) if nvswitch else []
@@ -115,6 +122,7 @@ def driver_plan(family_entry, os_id, os_version, platforms, architectures, branc
         "module_flavor": flavor,
         "repo": _fill(platform["repo"], **fields),
         "prerequisite_packages": _fill(platform["prerequisite_packages"], **fields),
+        "branch_lock": _fill(lock, **fields),
         "driver_packages": _fill(platform["driver_packages"][flavor], **fields),
         "driver_check_package": _fill(platform["driver_check_package"][flavor], **fields),
         "fabric_manager": nvswitch,
@@ -126,6 +134,10 @@ def driver_plan(family_entry, os_id, os_version, platforms, architectures, branc
         "reboot_rule": "driver-changed-or-version-mismatch",
         "reboot_timeout": arch["reboot_timeout_nvswitch" if nvswitch else "reboot_timeout"],
         "max_cuda_major": arch["max_cuda_major"],
+        "min_branch": arch["min_branch"],
+        "max_branch": arch.get("max_branch") or 0,
+        "compute_capability": str(entry.get("compute_capability", "")),
+        "cuda_min_branch": {str(k): int(v) for k, v in (cuda_min_branch or {}).items()},
         "cuda_package": platform["cuda_package"],
     }
 
@@ -177,6 +189,54 @@ def driver_version(text):
     return match.group(0) if match else ""
 
 
+def driver_problems(plan, version, cuda_versions=()):
+    """What keeps a driver from serving this box: [] when it drives the GPU and runs every CUDA it needs.
+
+    plan: driver_plan's answer. version: the driver (595.91.07, or a branch such as 580).
+    cuda_versions: the CUDA versions (MAJOR or MAJOR.MINOR) the box needs, for example its environments' wheels.
+    A Deep Learning AMI's newer driver is fine by this test; only a driver that cannot serve is a problem.
+    """
+    found = re.match(r"^(\d+)", str(version or "").strip())
+    if not found:
+        return [f"no NVIDIA driver version could be read ({version!r})"]
+    branch = int(found.group(1))
+    problems = []
+    gpu = f"{plan['architecture']} GPUs ({plan['gpu_model'] or plan['family']})"
+    if branch < plan["min_branch"]:
+        problems.append(f"driver {version} is older than branch {plan['min_branch']}, the first for {gpu}")
+    if plan["max_branch"] and branch > plan["max_branch"]:
+        problems.append(
+            f"driver {version} does not drive {gpu}: branch {plan['max_branch']} is their last; "
+            f"use an image with branch {plan['max_branch']} (ami=ubuntu installs it)"
+        )
+    for cuda in sorted({str(v).split(".")[0] for v in cuda_versions or () if str(v).strip()}):
+        needed = plan["cuda_min_branch"].get(cuda)
+        if needed is None:
+            problems.append(f"CUDA {cuda} is not in the driver role's CUDA table; gpubox knows CUDA "
+                            f"{', '.join(sorted(plan['cuda_min_branch']))}")
+        elif branch < needed:
+            problems.append(f"CUDA {cuda} needs driver branch {needed} or newer; the driver is {version}")
+    return problems
+
+
+def image_driver_findings(plan, module_text, services=None, cuda_versions=()):
+    """What the verify step warns about on an image that brought its driver (a Deep Learning AMI): [] when none.
+
+    module_text: /proc/driver/nvidia/version ('' when no module is loaded). services: service_facts' services.
+    """
+    found = driver_version(module_text)
+    if not found:
+        findings = ["no NVIDIA kernel module is loaded (/proc/driver/nvidia/version is missing)"]
+    else:
+        findings = driver_problems(plan, found, cuda_versions)
+    if found and ("Open Kernel Module" in module_text) != (plan["module_flavor"] == "open"):
+        findings.append(f"the image's kernel module flavor differs from the {plan['module_flavor']} modules this GPU wants")
+    service = (services or {}).get(f"{plan['fabric_manager_service']}.service", {})
+    if plan["fabric_manager"] and service.get("state") != "running":
+        findings.append(f"{plan['fabric_manager_service']} is not active; NVSwitch GPUs stay unusable without it")
+    return findings
+
+
 def reboot_reason(driver_changed, loaded_version, installed_version):
     """Why the host must reboot after the driver step; '' when it need not.
 
@@ -200,7 +260,7 @@ def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target="", min_
     plan: driver_plan's answer (gpubox_nvidia_plan). mode: cuda_toolkit (auto or skip).
     preinstalled: the image came with a driver (a Deep Learning AMI): verify, never install.
     link_target: where /usr/local/cuda points ('' when absent).
-    min_branch: {CUDA major: oldest driver branch}, from the cuda role's vars.
+    min_branch: {CUDA major: oldest driver branch}; by default the plan's (the driver role's table).
     """
     if mode == "skip":
         return {"action": "skip", "version": "", "package": "", "home": "",
@@ -226,9 +286,12 @@ def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target="", min_
             f"cuda: CUDA {major} does not support {plan['architecture']} GPUs ({plan['family']}); the last CUDA "
             f"for them is {plan['max_cuda_major']}.x. Set -e cuda_version={plan['max_cuda_major']}.8."
         )
-    needed = (min_branch or {}).get(str(major)) or (min_branch or {}).get(major)
+    table = {str(k): v for k, v in (min_branch or plan.get("cuda_min_branch") or {}).items()}
+    needed = table.get(str(major))
     if needed is None:
-        raise AnsibleFilterError(f"cuda: CUDA {major}.x is not in the cuda role's driver table; use 12.x or 13.x.")
+        raise AnsibleFilterError(
+            f"cuda: CUDA {major}.x is not in the driver role's CUDA table; use {' or '.join(sorted(table))}.x."
+        )
     if int(plan["branch"]) < int(needed):
         raise AnsibleFilterError(
             f"cuda: CUDA {major}.{minor} needs driver branch {needed} or newer; the driver is branch {plan['branch']}."
@@ -253,6 +316,8 @@ class FilterModule:
             "nvidia_gpu_present": nvidia_gpu_present,
             "nvidia_driver_version": driver_version,
             "nvidia_reboot_reason": reboot_reason,
+            "nvidia_driver_problems": driver_problems,
+            "nvidia_image_driver_findings": image_driver_findings,
             "cuda_plan": cuda_plan,
             "nvcc_release": nvcc_release,
         }
