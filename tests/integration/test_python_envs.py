@@ -6,8 +6,11 @@ as configure gives the catalog's).
 - After pip installs an environment, its gpu_arch_probe is run with the environment's python and what it prints is
   checked against the GPU: a GPU the wheels lack stops the run with the reason, and leaves no install marker, so the
   next run checks again; a GPU they have passes, and a second run changes nothing.
-The probe here prints a fixed list (the wheel is six); the real presets' probe (torch._C._cuda_getArchFlags()) was
-run on PyPI's torch 2.9.1 wheel by hand (it needs 7 GB), see the role's README.
+- A GPU the preset's wheels lack gets the first build that covers it: its packages from its own index first, the
+  rest after; back on a GPU the preset's wheels cover, the preset's own version comes back.
+The wheel here is six, and the probe prints a list by six's version; the real presets' probes
+(torch._C._cuda_getArchFlags(), tf.sysconfig.get_build_info()) were run on PyPI's torch 2.9.1 and tensorflow 2.21.0
+wheels by hand (they need 7 GB), see the role's README. The "build index" is the package index itself.
 
 Needs Docker; skips (saying why) when it is missing, or fails when GPUBOX_REQUIRE_INTEGRATION=1. Traffic: pip in the
 container, from the wheelhouse in .cache/pip when filled, else the package index; the rest through `docker exec`.
@@ -78,3 +81,21 @@ def test_installed_wheels_are_checked_against_the_gpu(host):
     # Another GPU type (one the preset's list claims): the marker names the GPU, so the wheels are checked again.
     rc, _, output = run(host, [{**CHECKED, "gpu_archs": ["sm_75", "sm_80", "sm_90"]}], "9.0")
     assert rc != 0 and "not for this GPU (sm_90" in output, output[-3000:]
+
+
+def test_a_build_for_the_gpu_is_installed_from_its_own_index_and_replaced_when_the_gpu_changes(host):
+    built = {
+        "name": "built", "kernel": False, "gpu_packages": ["six==1.17.0"], "gpu_archs": ["sm_80"],
+        "gpu_builds": [{"name": "old six", "index_url": "https://pypi.org/simple", "packages": ["six==1.16.0"],
+                        "gpu_archs": ["sm_70"]}],
+        "gpu_arch_probe": "import six; print('sm_70' if six.__version__ == '1.16.0' else 'sm_80')",
+    }
+    version = "/opt/envs/built/bin/python -c 'import six; print(six.__version__)'"
+    rc, _, output = run(host, [built], "7.0")
+    assert rc == 0, output[-3000:]
+    assert sh(host["name"], version) == "1.16.0"
+    rc, changed, output = run(host, [built], "7.0")
+    assert (rc, changed) == (0, 0), output[-3000:]
+    rc, _, output = run(host, [built], "8.0")
+    assert rc == 0, output[-3000:]
+    assert sh(host["name"], version) == "1.17.0"

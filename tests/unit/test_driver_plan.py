@@ -45,7 +45,11 @@ OSES = {
 # Ubuntu and Debian: NVIDIA's pinning package for the branch first, then the unversioned driver.
 APT_LOCK = {"method": "package", "packages": ["nvidia-driver-pinning-580"]}
 APT = {"open": ["nvidia-open"], "proprietary": ["cuda-drivers"], "fm": ["nvidia-fabricmanager"], "hold": "apt",
-       "prereq": ["dkms", f"linux-headers-{KERNEL}"], "check": "nvidia-driver-pinning-580"}
+       "prereq": ["dkms", f"linux-headers-{KERNEL}"],
+       # A box set up before the pinning method has the branch-named packages: they count as gpubox's and are kept.
+       "check": {"open": ["nvidia-driver-pinning-580", "nvidia-open-580"],
+                 "proprietary": ["nvidia-driver-pinning-580", "cuda-drivers-580"]},
+       "legacy": {"open": ["nvidia-open-580"], "proprietary": ["cuda-drivers-580"], "fm": ["nvidia-fabricmanager-580"]}}
 OS_EXPECTED = {
     "ubuntu-24.04": {
         "repo": "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/cuda-keyring_1.1-1_all.deb",
@@ -65,7 +69,9 @@ OS_EXPECTED = {
         "lock": {"open": {"method": "dnf-module", "module": "nvidia-driver", "stream": "580-open"},
                  "proprietary": {"method": "dnf-module", "module": "nvidia-driver", "stream": "580-dkms"}},
         "open": ["nvidia-open"], "proprietary": ["cuda-drivers"], "fm": ["nvidia-fabricmanager"],
-        "hold": "versionlock", "check": None,
+        "hold": "versionlock",
+        "check": {"open": ["nvidia-open", "nvidia-driver"], "proprietary": ["cuda-drivers", "nvidia-driver"]},
+        "legacy": {"open": [], "proprietary": [], "fm": []},
         "prereq": ["dkms", f"kernel-devel-{KERNEL}", f"kernel-modules-extra-{KERNEL}",
                    f"kernel-modules-extra-common-{KERNEL}", "python3-dnf-plugin-versionlock"],
     },
@@ -132,7 +138,9 @@ def test_driver_plan(family, os_name):
     assert result["module_flavor"] == flavor
     assert result["driver_packages"] == os_expected[flavor]
     assert result["branch_lock"] == os_expected["lock"][flavor]
-    assert result["driver_check_package"] == (os_expected["check"] or os_expected[flavor][0])
+    assert result["driver_check_packages"] == os_expected["check"][flavor]
+    assert result["legacy_packages"] == os_expected["legacy"][flavor] + (os_expected["legacy"]["fm"] if fabric_manager else [])
+    assert result["branch_packages"] == os_expected[flavor] + (os_expected["fm"] if fabric_manager else [])
     assert result["prerequisite_packages"] == os_expected["prereq"]
     assert result["repo"]["url"] == os_expected["repo"]
     assert result["hold_method"] == os_expected["hold"]
@@ -148,7 +156,7 @@ def test_driver_plan(family, os_name):
     assert result["reboot_rule"] == "driver-changed-or-version-mismatch"
     assert result["max_cuda_major"] == max_cuda
     assert result["compute_capability"] == CATALOG["gpubox_instance_families"][family]["compute_capability"]
-    assert result["cuda_min_branch"] == {"12": 525, "13": 580}
+    assert result["cuda_min_branch"] == {"11": 450, "12": 525, "13": 580}
 
 
 @pytest.mark.parametrize("os_name", sorted(OSES))
@@ -321,7 +329,7 @@ def test_cuda_version_must_be_major_minor(version):
 
 def test_cuda_unknown_major_fails():
     with pytest.raises(nvidia.AnsibleFilterError, match="not in the driver role's CUDA table"):
-        nvidia.cuda_plan(plan(entry("g5")), "11.8", "auto", min_branch=MIN_BRANCH)
+        nvidia.cuda_plan(plan(entry("g5")), "10.2", "auto", min_branch=MIN_BRANCH)
 
 
 def test_cuda_skip():
@@ -375,7 +383,9 @@ def test_cuda_takes_the_driver_tables_minimum_from_the_plan():
         ("p6-b200", "565.57.01", [], ["driver 565.57.01 is older than branch 570, the first for blackwell GPUs"]),
         ("p3", "595.91.07", ["12"], ["branch 580 is their last"]),
         ("p3dn", "580.126.09", ["12"], []),
-        ("g5", "580.1", ["11"], ["CUDA 11 is not in the driver role's CUDA table"]),
+        ("g5", "580.1", ["11"], []),
+        ("g5", "580.1", ["10"], ["CUDA 10 is not in the driver role's CUDA table"]),
+        ("p3", "580.126.09", ["12", "13"], ["CUDA 13 does not support volta GPUs"]),
     ],
 )
 def test_image_driver_is_accepted_when_it_serves_the_gpu_and_the_cuda(family, version, cuda, problems):
@@ -423,7 +433,38 @@ def test_verify_step_warns_only_when_the_image_driver_cannot_serve(family, text,
         assert expected in text_found
 
 
+# package_facts' versions after an install: apt's carry Debian revisions and maybe an epoch, rpm's neither.
+@pytest.mark.parametrize(
+    ("versions", "problem"),
+    [
+        (["580.95.05-0ubuntu1"], ""),
+        (["1:580.95.05-1"], ""),
+        (["580.126.09"], ""),
+        (["595.91.07-0ubuntu1"], "nvidia-open is 595.91.07-0ubuntu1"),
+        (["5800.1"], "nvidia-open is 5800.1"),
+        ([], "nvidia-open is not installed"),
+    ],
+)
+def test_off_branch(versions, problem):
+    packages = {"nvidia-open": [{"version": v} for v in versions]} if versions else {}
+    assert nvidia.off_branch("nvidia-open", packages, "580") == problem
+
+
+@pytest.mark.parametrize(
+    ("text", "state"),
+    [
+        ("[nvidia-driver]\nname=nvidia-driver\nstream=580-open\nprofiles=\nstate=enabled\n",
+         {"stream": "580-open", "enabled": True}),
+        ("[nvidia-driver]\nname=nvidia-driver\nstream=\nprofiles=\nstate=\n", {"stream": "", "enabled": False}),
+        ("[nvidia-driver]\nstream = 575-dkms\nstate = enabled\n", {"stream": "575-dkms", "enabled": True}),
+        ("", {"stream": "", "enabled": False}),
+    ],
+)
+def test_dnf_module_state(text, state):
+    assert nvidia.dnf_module_state(text) == state
+
+
 def test_filters_are_registered():
     names = set(nvidia.FilterModule().filters())
     assert {"driver_plan", "gpu_from_pci", "nvidia_gpu_present", "nvidia_reboot_reason", "cuda_plan",
-            "nvidia_driver_problems", "nvidia_image_driver_findings"} <= names
+            "nvidia_driver_problems", "nvidia_image_driver_findings", "nvidia_off_branch", "dnf_module_state"} <= names

@@ -53,6 +53,13 @@ def supported_capabilities():
         (["sm_90a"], "9.0", True),
         (["sm_90a"], "10.0", False),
         (["sm_100f"], "10.3", True),
+        (["sm_100f"], "11.0", False),
+        (["compute_90a"], "9.0", True),
+        (["compute_90a"], "10.0", False),
+        (["SM_80"], "8.6", True),
+        (["sm_120+PTX"], "12.1", True),
+        (["sm_121"], "12.0", False),
+        (["compute_100"], "12.0", True),
         (TORCH_29_CU128, "7.0", True),
         (TORCH_211_CU128, "7.0", False),
         (CU126, "7.0", True),
@@ -70,29 +77,49 @@ def test_arch_covers(archs, capability, runs):
 @pytest.mark.parametrize("preset", ["pytorch", "tensorflow"])
 def test_presets_run_on_every_gpu_gpubox_sets_up(preset, capability):
     spec = one(preset, capability=capability)
-    assert spec["refusal"] == "" and spec["gpu_build"] == ""
-    assert spec["requirements"] == PRESETS[preset]["packages"] + PRESETS[preset]["gpu_packages"]
+    assert spec["refusal"] == "" and spec["gpu_build"] == "" and spec["build_packages"] == []
     assert spec["arch_check"] is True and spec["cuda"] == "12"
 
 
 def test_pytorch_preset_on_volta_keeps_pypis_build_since_2_9_1_still_has_sm_70():
     assert "sm_70" in PRESETS["pytorch"]["gpu_archs"]
-    assert one(capability="7.0")["requirements"] == PRESETS["pytorch"]["packages"]
+    # Pinned exactly (===): a box that had the CUDA 12.6 build (2.9.1+cu126) gets PyPI's wheels again.
+    assert one(capability="7.0")["requirements"] == [
+        "torch===2.9.1", "torchvision===0.24.1", "ipykernel==7.4.0", "matplotlib==3.11.2"]
+    # On a CPU box there is no build to tell apart.
+    assert one(gpu=False)["requirements"] == PRESETS["pytorch"]["packages"]
 
 
 def test_volta_gets_the_cuda_12_6_build_when_the_default_wheels_drop_sm_70():
     presets = {**PRESETS, "pytorch": {**PRESETS["pytorch"], "gpu_archs": TORCH_211_CU128}}
     spec = one(presets=presets, capability="7.0", extra=["pandas==2.3.3"])
     assert spec["gpu_build"] == "CUDA 12.6" and spec["refusal"] == ""
-    assert spec["requirements"] == [
-        "--extra-index-url https://download.pytorch.org/whl/cu126",
-        "torch==2.9.1+cu126", "torchvision==0.24.1+cu126", "ipykernel==7.4.0", "matplotlib==3.11.2",
-        "pandas==2.3.3",
-    ]
+    # The build from PyTorch's index alone, first; the rest from the usual index, without the build's packages.
+    assert spec["build_index_url"] == "https://download.pytorch.org/whl/cu126"
+    assert spec["build_packages"] == ["torch==2.9.1+cu126", "torchvision==0.24.1+cu126"]
+    assert spec["requirements"] == ["ipykernel==7.4.0", "matplotlib==3.11.2", "pandas==2.3.3"]
+    mirrored = envs.python_envs_specs(["pytorch"], presets, ROOT_DIR, "venv", gpu=True, compute_capability="7.0",
+                                      index_urls={spec["build_index_url"]: "https://pypi.example.com/cu126/simple"})
+    assert mirrored[0]["build_index_url"] == "https://pypi.example.com/cu126/simple"
+    assert mirrored[0]["requirements_hash"] != spec["requirements_hash"]
     # The same settings on a GPU the default wheels cover: PyPI's build, another marker.
     hopper = one(presets=presets, capability="9.0", extra=["pandas==2.3.3"])
-    assert hopper["gpu_build"] == "" and hopper["requirements"][0] == "torch==2.9.1"
+    assert hopper["gpu_build"] == "" and hopper["requirements"][0] == "torch===2.9.1"
     assert hopper["requirements_hash"] != spec["requirements_hash"]
+
+
+def test_an_entry_with_its_own_packages_does_not_inherit_the_presets_gpu_list():
+    (mine,) = specs([{"name": "mine", "preset": "pytorch", "packages": ["torch==2.11.0", "ipykernel==7.4.0"]}],
+                    capability="7.0")
+    # The preset's list and builds describe 2.9.1; 2.11 is left to the probe after install, never silently replaced.
+    assert mine["build_packages"] == [] and mine["refusal"] == ""
+    assert mine["requirements"] == ["torch==2.11.0", "ipykernel==7.4.0"] and mine["arch_check"] is True
+
+
+@pytest.mark.parametrize("entry", [{"preset": "pytorch"}, {"name": ""}, 42])
+def test_an_entry_without_a_name_is_refused(entry):
+    with pytest.raises(envs.AnsibleFilterError, match="a dict with a name"):
+        specs([entry])
 
 
 def test_a_gpu_no_build_runs_on_is_refused_before_anything_is_installed():
@@ -116,10 +143,10 @@ def test_tensorflow_preset_on_a_cpu_host_is_not_checked():
 
 
 def test_the_install_marker_of_an_unchecked_environment_is_what_it_was():
-    """Boxes configured before this filter keep their markers: pip does not run again after an upgrade."""
-    spec = one("tensorflow", gpu=True, capability="", extra=["pandas"])
-    old = hashlib.sha256(("venv" + "3.12" + "\n".join(spec["requirements"])).encode()).hexdigest()[:16]
-    assert spec["requirements_hash"] == old
+    """Boxes configured before the build checks keep their markers where nothing is checked (a CPU box, JupyterLab's
+    own environment): pip does not run again after the upgrade. The value is what the role's Jinja computed before:
+    ('venv' ~ '3.12' ~ (requirements | join('\\n'))) | hash('sha256'), first 16 characters."""
+    assert one("tensorflow", gpu=False, extra=["pandas"])["requirements_hash"] == "705c8f288592a816"
     # A checked environment's marker names the GPU: another GPU type checks the wheels again.
     assert one(capability="8.6")["requirements_hash"] != one(capability="8.9")["requirements_hash"]
 
@@ -131,7 +158,7 @@ def test_extra_packages_go_to_kernels_only_and_names_default():
     assert jupyter["requirements"] == ["jupyterlab"] and jupyter["kernel"] is False
     assert kernel["dir"] == f"{ROOT_DIR}/k"
     (mine,) = specs([{"name": "mine", "preset": "pytorch", "display_name": ""}], capability="9.0")
-    assert mine["display_name"] == "" and mine["requirements"][0] == "torch==2.9.1"
+    assert mine["display_name"] == "" and mine["requirements"][0] == "torch===2.9.1"
 
 
 @pytest.mark.parametrize(

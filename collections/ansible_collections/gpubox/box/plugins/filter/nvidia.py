@@ -124,7 +124,12 @@ def driver_plan(family_entry, os_id, os_version, platforms, architectures, branc
         "prerequisite_packages": _fill(platform["prerequisite_packages"], **fields),
         "branch_lock": _fill(lock, **fields),
         "driver_packages": _fill(platform["driver_packages"][flavor], **fields),
-        "driver_check_package": _fill(platform["driver_check_package"][flavor], **fields),
+        "driver_check_packages": _fill(platform["driver_check_packages"][flavor], **fields),
+        "legacy_packages": _fill(platform["legacy_packages"][flavor]
+                                 + (platform["legacy_packages"]["fabric_manager"] if nvswitch else []), **fields),
+        # Versioned with the driver: each must be of the branch after an install.
+        "branch_packages": _fill(platform["driver_packages"][flavor][:1]
+                                 + (platform["fabric_manager_packages"][flavor] if nvswitch else []), **fields),
         "fabric_manager": nvswitch,
         "fabric_manager_packages": fabric_packages,
         "fabric_manager_service": platform["fabric_manager_service"] if nvswitch else "",
@@ -189,6 +194,10 @@ def driver_version(text):
     return match.group(0) if match else ""
 
 
+def _as_int(text):
+    return (0, int(text)) if str(text).isdigit() else (1, str(text))
+
+
 def driver_problems(plan, version, cuda_versions=()):
     """What keeps a driver from serving this box: [] when it drives the GPU and runs every CUDA it needs.
 
@@ -209,8 +218,11 @@ def driver_problems(plan, version, cuda_versions=()):
             f"driver {version} does not drive {gpu}: branch {plan['max_branch']} is their last; "
             f"use an image with branch {plan['max_branch']} (ami=ubuntu installs it)"
         )
-    for cuda in sorted({str(v).split(".")[0] for v in cuda_versions or () if str(v).strip()}):
+    for cuda in sorted({str(v).split(".")[0] for v in cuda_versions or () if str(v).strip()}, key=_as_int):
         needed = plan["cuda_min_branch"].get(cuda)
+        if cuda.isdigit() and int(cuda) > plan["max_cuda_major"]:
+            problems.append(f"CUDA {cuda} does not support {gpu}; their last CUDA is {plan['max_cuda_major']}.x")
+            continue
         if needed is None:
             problems.append(f"CUDA {cuda} is not in the driver role's CUDA table; gpubox knows CUDA "
                             f"{', '.join(sorted(plan['cuda_min_branch']))}")
@@ -235,6 +247,28 @@ def image_driver_findings(plan, module_text, services=None, cuda_versions=()):
     if plan["fabric_manager"] and service.get("state") != "running":
         findings.append(f"{plan['fabric_manager_service']} is not active; NVSwitch GPUs stay unusable without it")
     return findings
+
+
+def off_branch(name, packages, branch):
+    """'' when package `name` is installed at a version of driver branch `branch`; else what is wrong.
+
+    packages: package_facts' ansible_facts.packages (apt versions may carry an epoch, 1:580.95.05-0ubuntu1).
+    """
+    versions = [str(p.get("version", "")) for p in (packages or {}).get(name, [])]
+    if not versions:
+        return f"{name} is not installed"
+    wrong = [v for v in versions if not re.match(rf"^(\d+:)?{re.escape(str(branch))}\.", v)]
+    return f"{name} is {', '.join(wrong)}" if wrong else ""
+
+
+def dnf_module_state(text):
+    """{stream, enabled} from a dnf module state file (/etc/dnf/modules.d/nvidia-driver.module); '' / False if none."""
+    values = {}
+    for line in str(text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip().lower()] = value.strip()
+    return {"stream": values.get("stream", ""), "enabled": values.get("state", "").lower() == "enabled"}
 
 
 def reboot_reason(driver_changed, loaded_version, installed_version):
@@ -318,6 +352,8 @@ class FilterModule:
             "nvidia_reboot_reason": reboot_reason,
             "nvidia_driver_problems": driver_problems,
             "nvidia_image_driver_findings": image_driver_findings,
+            "nvidia_off_branch": off_branch,
+            "dnf_module_state": dnf_module_state,
             "cuda_plan": cuda_plan,
             "nvcc_release": nvcc_release,
         }

@@ -12,11 +12,18 @@ import re
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover - unit tests always have ansible-core
+    class AnsibleFilterError(Exception):
+        pass
+
 DEFAULTS = {"python": "3.12", "packages": [], "gpu_packages": [], "cpu_packages": [], "conda_packages": [],
             "kernel": True}
 ARCH_PATTERN = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
 CAPABILITY_PATTERN = re.compile(r"^(\d+)\.(\d)$")
 NAME_PATTERN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+PIN_PATTERN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)\s*==\s*([^=,;\s]+)\s*$")
 
 
 def _capability(value):
@@ -41,16 +48,20 @@ def arch_covers(archs, compute_capability):
     if isinstance(archs, str):
         archs = archs.split()
     for arch in archs or []:
-        found = ARCH_PATTERN.match(str(arch).strip())
+        found = ARCH_PATTERN.match(str(arch).strip().lower().replace("+ptx", ""))
         if not found:
             continue
         kind, built = found.group(1), (int(found.group(2)), int(found.group(3)))
         variant = found.group(4)
-        if kind == "compute" and gpu >= built and not variant:
-            return True
-        if kind == "sm" and variant == "a" and gpu == built:
-            return True
-        if kind == "sm" and variant in ("", "f") and gpu[0] == built[0] and gpu[1] >= built[1]:
+        if variant == "a":
+            runs = gpu == built
+        elif variant == "f":
+            runs = gpu[0] == built[0] and gpu[1] >= built[1]
+        elif kind == "compute":
+            runs = gpu >= built
+        else:
+            runs = gpu[0] == built[0] and gpu[1] >= built[1]
+        if runs:
             return True
     return False
 
@@ -60,57 +71,77 @@ def _package_name(requirement):
     return found.group(1).lower().replace("_", "-") if found else ""
 
 
-def _with_build(requirements, build):
-    """requirements with the build's pins in place of the same packages, and its index first."""
-    pins = {_package_name(r): r for r in build.get("packages", [])}
-    replaced = [pins.pop(_package_name(r), r) for r in requirements]
-    index = [f"--extra-index-url {build['extra_index_url']}"] if build.get("extra_index_url") else []
-    return index + replaced + list(pins.values())
+def _exact(requirement):
+    """name==X as name===X: the same version, but not a build of it with a local label (2.9.1+cu126)."""
+    return PIN_PATTERN.sub(r"\1===\2", str(requirement))
 
 
 def _choose_build(spec, gpu, compute_capability):
-    """(build name, requirements, CUDA, refusal) for one resolved environment."""
+    """(build, requirements, refusal) for one resolved environment; build is {} for the preset's own wheels."""
     requirements = spec["packages"] + (spec["gpu_packages"] if gpu else spec["cpu_packages"])
-    default = ("", requirements, str(spec.get("cuda", "")), "")
     archs = spec.get("gpu_archs")
+    builds = spec.get("gpu_builds") or []
     capability = _capability(compute_capability)
-    if not gpu or not archs or capability is None or arch_covers(archs, compute_capability):
-        return default
-    for build in spec.get("gpu_builds") or []:
-        if arch_covers(build.get("gpu_archs"), compute_capability):
-            return (build.get("name", build.get("extra_index_url", "")), _with_build(requirements, build),
-                    str(build.get("cuda", spec.get("cuda", ""))), "")
-    builds = [b.get("name", "") for b in spec.get("gpu_builds") or []]
-    refusal = (
-        f"environment {spec['name']}: its GPU wheels are built for {' '.join(archs)}"
-        + (f" (and the {', '.join(builds)} builds it lists for other GPUs)" if builds else "")
-        + f"; this GPU is compute capability {compute_capability} ({_sm(capability)}), which none of them runs on. "
-        f"Pin framework versions whose wheels still include {_sm(capability)} in the preset "
-        f"(python_envs_presets), or launch a newer GPU type such as g6.xlarge."
-    )
-    return ("", requirements, default[2], refusal)
+    if gpu and archs and capability and not arch_covers(archs, compute_capability):
+        for build in builds:
+            if arch_covers(build.get("gpu_archs"), compute_capability):
+                names = {_package_name(pin) for pin in build.get("packages", [])}
+                return build, [r for r in requirements if _package_name(r) not in names], ""
+        listed = [b.get("name", "") for b in builds]
+        return {}, requirements, (
+            f"environment {spec['name']}: its GPU wheels are built for {' '.join(archs)}"
+            + (f" (and the {', '.join(listed)} builds it lists for other GPUs)" if listed else "")
+            + f"; this GPU is compute capability {compute_capability} ({_sm(capability)}), which none of them runs on. "
+            f"Pin framework versions whose wheels still include {_sm(capability)} in the preset "
+            f"(python_envs_presets), or launch a newer GPU type such as g6.xlarge."
+        )
+    if gpu and builds:
+        # The packages a build would replace are pinned exactly, so that a box that had that build gets PyPI's again.
+        names = {_package_name(pin) for build in builds for pin in build.get("packages", [])}
+        requirements = [_exact(r) if _package_name(r) in names else r for r in requirements]
+    return {}, requirements, ""
 
 
-def python_envs_specs(python_envs, presets, root, manager, gpu=False, extra_packages=(), compute_capability=""):
+def _resolve(entry, presets):
+    """One python_envs entry merged over its preset. A dict entry that names its own packages does not inherit the
+    preset's list of GPUs and builds, which describe the preset's packages (the probe still checks what it installs)."""
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or not entry.get("name"):
+        raise AnsibleFilterError(f"python_envs: each entry is a preset name or a dict with a name, not {entry!r}.")
+    preset = dict(presets.get(entry.get("preset", entry["name"]), {}))
+    if {"packages", "gpu_packages"} & set(entry):
+        for inherited in ("gpu_archs", "gpu_builds"):
+            preset.pop(inherited, None)
+    return {**DEFAULTS, **preset, **entry}
+
+
+def python_envs_specs(python_envs, presets, root, manager, gpu=False, extra_packages=(), compute_capability="",
+                      index_urls=None):
     """python_envs resolved against the presets: one dict per environment, ready for the role's tasks.
 
-    Adds display_name, dir, requirements (pip lines: an --extra-index-url first when a build asks for it),
+    Adds display_name, dir, requirements (pip lines), build_index_url and build_packages (a framework build for this
+    GPU, installed first from its own index; '' and [] for the preset's own wheels), gpu_build (its name),
     requirements_hash (names the install marker, so pip runs again only when something that matters changes),
-    gpu_build (the build chosen for this GPU, '' for the preset's own), cuda (the CUDA major of the GPU wheels),
-    arch_check (the GPU must be checked against the installed wheels) and refusal ('' or why not).
-    Extra packages go only into kernel environments (not into JupyterLab's own).
+    cuda (the CUDA major of the GPU wheels), arch_check (the installed wheels are checked against the GPU) and
+    refusal ('' or why not). Extra packages go only into kernel environments (not into JupyterLab's own).
+    index_urls: {a build's index URL: the one to use instead}, for a mirror.
     """
     specs = []
     for entry in python_envs or []:
-        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
-        preset = presets.get(entry.get("preset", entry.get("name")), {})
-        spec = {**DEFAULTS, **preset, **entry}
-        build, requirements, cuda, refusal = _choose_build(spec, bool(gpu), compute_capability)
-        if boolean(spec["kernel"], strict=False):
+        spec = _resolve(entry, presets)
+        build, requirements, refusal = _choose_build(spec, bool(gpu), compute_capability)
+        kernel = boolean(spec["kernel"], strict=False)
+        if kernel:
             requirements = requirements + list(extra_packages or [])
+        index = build.get("index_url", "")
+        index = (index_urls or {}).get(index, index)
+        build_packages = list(build.get("packages", []))
         arch_check = bool(gpu and spec.get("gpu_arch_probe") and _capability(compute_capability))
-        # The GPU is part of the marker only where it is checked: another GPU type checks the wheels again.
+        # The build and the GPU are part of the marker only where they apply: another GPU type checks the wheels again.
         marker_input = f"{manager}{spec['python']}" + "\n".join(requirements)
+        if build_packages:
+            marker_input += f"\nbuild {index} " + " ".join(build_packages)
         if arch_check:
             marker_input += f"\ngpu {compute_capability}"
         specs.append({
@@ -118,10 +149,12 @@ def python_envs_specs(python_envs, presets, root, manager, gpu=False, extra_pack
             "display_name": spec["display_name"] if "display_name" in spec else f"Python 3 ({spec['name']})",
             "dir": f"{root}/{spec['name']}",
             "requirements": requirements,
-            "kernel": boolean(spec["kernel"], strict=False),
+            "build_index_url": index,
+            "build_packages": build_packages,
+            "kernel": kernel,
             "requirements_hash": hashlib.sha256(marker_input.encode("utf-8")).hexdigest()[:16],
-            "gpu_build": build,
-            "cuda": cuda,
+            "gpu_build": build.get("name", index) if build else "",
+            "cuda": str(build.get("cuda", spec.get("cuda", ""))),
             "arch_check": arch_check,
             "refusal": refusal,
         })
