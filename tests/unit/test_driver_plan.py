@@ -327,9 +327,14 @@ def test_cuda_version_must_be_major_minor(version):
         nvidia.cuda_plan(plan(entry("g5")), version, "auto", min_branch=MIN_BRANCH)
 
 
+def test_cuda_toolkits_older_than_12_are_not_installed():
+    with pytest.raises(nvidia.AnsibleFilterError, match="12.x or newer toolkits"):
+        nvidia.cuda_plan(plan(entry("g5")), "11.8", "auto")
+
+
 def test_cuda_unknown_major_fails():
     with pytest.raises(nvidia.AnsibleFilterError, match="not in the driver role's CUDA table"):
-        nvidia.cuda_plan(plan(entry("g5")), "10.2", "auto", min_branch=MIN_BRANCH)
+        nvidia.cuda_plan(dict(plan(entry("g5")), max_cuda_major=14), "14.0", "auto", min_branch=MIN_BRANCH)
 
 
 def test_cuda_skip():

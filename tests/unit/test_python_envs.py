@@ -83,9 +83,9 @@ def test_presets_run_on_every_gpu_gpubox_sets_up(preset, capability):
 
 def test_pytorch_preset_on_volta_keeps_pypis_build_since_2_9_1_still_has_sm_70():
     assert "sm_70" in PRESETS["pytorch"]["gpu_archs"]
-    # Pinned exactly (===): a box that had the CUDA 12.6 build (2.9.1+cu126) gets PyPI's wheels again.
+    # The build's versions excluded: a box that had the CUDA 12.6 build (2.9.1+cu126) gets PyPI's wheels again.
     assert one(capability="7.0")["requirements"] == [
-        "torch===2.9.1", "torchvision===0.24.1", "ipykernel==7.4.0", "matplotlib==3.11.2"]
+        "torch==2.9.1,!=2.9.1+cu126", "torchvision==0.24.1,!=0.24.1+cu126", "ipykernel==7.4.0", "matplotlib==3.11.2"]
     # On a CPU box there is no build to tell apart.
     assert one(gpu=False)["requirements"] == PRESETS["pytorch"]["packages"]
 
@@ -104,7 +104,7 @@ def test_volta_gets_the_cuda_12_6_build_when_the_default_wheels_drop_sm_70():
     assert mirrored[0]["requirements_hash"] != spec["requirements_hash"]
     # The same settings on a GPU the default wheels cover: PyPI's build, another marker.
     hopper = one(presets=presets, capability="9.0", extra=["pandas==2.3.3"])
-    assert hopper["gpu_build"] == "" and hopper["requirements"][0] == "torch===2.9.1"
+    assert hopper["gpu_build"] == "" and hopper["requirements"][0] == "torch==2.9.1,!=2.9.1+cu126"
     assert hopper["requirements_hash"] != spec["requirements_hash"]
 
 
@@ -114,6 +114,21 @@ def test_an_entry_with_its_own_packages_does_not_inherit_the_presets_gpu_list():
     # The preset's list and builds describe 2.9.1; 2.11 is left to the probe after install, never silently replaced.
     assert mine["build_packages"] == [] and mine["refusal"] == ""
     assert mine["requirements"] == ["torch==2.11.0", "ipykernel==7.4.0"] and mine["arch_check"] is True
+    assert mine["cuda"] == ""  # nor the preset's CUDA: its own packages say what they need
+
+
+@pytest.mark.parametrize(
+    ("pin", "kept"),
+    [
+        ("torch==2.9.*", "torch==2.9.*,!=2.9.1+cu126"),
+        ("torch", "torch!=2.9.1+cu126"),
+        ("torch[opt] >= 2.9", "torch[opt] >= 2.9,!=2.9.1+cu126"),
+        ('torch==2.9.1; python_version >= "3.10"', 'torch==2.9.1,!=2.9.1+cu126 ; python_version >= "3.10"'),
+    ],
+)
+def test_a_preset_pin_of_any_form_excludes_the_builds_versions(pin, kept):
+    presets = {**PRESETS, "pytorch": {**PRESETS["pytorch"], "packages": [pin, "ipykernel==7.4.0"]}}
+    assert one(presets=presets, capability="9.0")["requirements"][0] == kept
 
 
 @pytest.mark.parametrize("entry", [{"preset": "pytorch"}, {"name": ""}, 42])
@@ -158,7 +173,7 @@ def test_extra_packages_go_to_kernels_only_and_names_default():
     assert jupyter["requirements"] == ["jupyterlab"] and jupyter["kernel"] is False
     assert kernel["dir"] == f"{ROOT_DIR}/k"
     (mine,) = specs([{"name": "mine", "preset": "pytorch", "display_name": ""}], capability="9.0")
-    assert mine["display_name"] == "" and mine["requirements"][0] == "torch===2.9.1"
+    assert mine["display_name"] == "" and mine["requirements"][0] == "torch==2.9.1,!=2.9.1+cu126"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ except ImportError:  # pragma: no cover - unit tests always have ansible-core
 
 NVIDIA_VENDOR = "0x10de"
 VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
+# The oldest toolkit the cuda role installs; older CUDA (an environment's wheels) still counts in the driver check.
+MIN_TOOLKIT_MAJOR = 12
 DRIVER_VERSION_PATTERN = re.compile(r"\b(\d{3,})\.(\d+)(?:\.(\d+))?\b")
 
 
@@ -315,6 +317,11 @@ def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target="", min_
     if not match:
         raise AnsibleFilterError(f"cuda: cuda_version '{cuda_version}' is not MAJOR.MINOR, for example 12.8.")
     major, minor = int(match.group(1)), int(match.group(2))
+    if major < MIN_TOOLKIT_MAJOR:
+        raise AnsibleFilterError(
+            f"cuda: gpubox installs CUDA {MIN_TOOLKIT_MAJOR}.x or newer toolkits (NVIDIA's repositories for these "
+            f"systems have no {major}.x); set -e cuda_version=12.8, or cuda_toolkit=skip if the frameworks bring theirs."
+        )
     if major > plan["max_cuda_major"]:
         raise AnsibleFilterError(
             f"cuda: CUDA {major} does not support {plan['architecture']} GPUs ({plan['family']}); the last CUDA "

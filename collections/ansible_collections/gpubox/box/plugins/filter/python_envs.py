@@ -23,7 +23,7 @@ DEFAULTS = {"python": "3.12", "packages": [], "gpu_packages": [], "cpu_packages"
 ARCH_PATTERN = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
 CAPABILITY_PATTERN = re.compile(r"^(\d+)\.(\d)$")
 NAME_PATTERN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-PIN_PATTERN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)\s*==\s*([^=,;\s]+)\s*$")
+VERSION_PIN = re.compile(r"===?\s*([^\s,;]+)")
 
 
 def _capability(value):
@@ -71,9 +71,14 @@ def _package_name(requirement):
     return found.group(1).lower().replace("_", "-") if found else ""
 
 
-def _exact(requirement):
-    """name==X as name===X: the same version, but not a build of it with a local label (2.9.1+cu126)."""
-    return PIN_PATTERN.sub(r"\1===\2", str(requirement))
+def _excluding(requirement, versions):
+    """requirement with != for each of versions (a build's local versions such as 2.9.1+cu126), before any marker:
+    the same release from the preset's own index, never a build of it that an earlier run installed."""
+    head, sep, marker = str(requirement).partition(";")
+    head = head.rstrip()
+    for version in versions:
+        head += ("," if re.search(r"[<>=!~]", head) else "") + f"!={version}"
+    return head + (f" {sep}{marker}" if sep else "")
 
 
 def _choose_build(spec, gpu, compute_capability):
@@ -93,25 +98,30 @@ def _choose_build(spec, gpu, compute_capability):
             + (f" (and the {', '.join(listed)} builds it lists for other GPUs)" if listed else "")
             + f"; this GPU is compute capability {compute_capability} ({_sm(capability)}), which none of them runs on. "
             f"Pin framework versions whose wheels still include {_sm(capability)} in the preset "
-            f"(python_envs_presets), or launch a newer GPU type such as g6.xlarge."
+            f"(python_envs_presets: the pins and their gpu_archs), or launch a newer GPU type such as g6.xlarge."
         )
     if gpu and builds:
-        # The packages a build would replace are pinned exactly, so that a box that had that build gets PyPI's again.
-        names = {_package_name(pin) for build in builds for pin in build.get("packages", [])}
-        requirements = [_exact(r) if _package_name(r) in names else r for r in requirements]
+        # The packages a build would replace exclude its versions, so that a box that had that build (a baked image
+        # moved to a newer GPU) gets the preset's own wheels again: ==2.9.1 alone is met by 2.9.1+cu126.
+        local = {}
+        for pin in (p for build in builds for p in build.get("packages", [])):
+            found = VERSION_PIN.search(pin)
+            if found and "+" in found.group(1):
+                local.setdefault(_package_name(pin), []).append(found.group(1))
+        requirements = [_excluding(r, local.get(_package_name(r), [])) for r in requirements]
     return {}, requirements, ""
 
 
 def _resolve(entry, presets):
     """One python_envs entry merged over its preset. A dict entry that names its own packages does not inherit the
-    preset's list of GPUs and builds, which describe the preset's packages (the probe still checks what it installs)."""
+    preset's GPU list, builds and CUDA, which describe the preset's packages (the probe still checks what it installs)."""
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, dict) or not entry.get("name"):
         raise AnsibleFilterError(f"python_envs: each entry is a preset name or a dict with a name, not {entry!r}.")
     preset = dict(presets.get(entry.get("preset", entry["name"]), {}))
     if {"packages", "gpu_packages"} & set(entry):
-        for inherited in ("gpu_archs", "gpu_builds"):
+        for inherited in ("gpu_archs", "gpu_builds", "cuda"):
             preset.pop(inherited, None)
     return {**DEFAULTS, **preset, **entry}
 
