@@ -306,25 +306,25 @@ def test_reboot_rule(changed, loaded, installed, reboot):
     [("g5", "12.8", "cuda-toolkit-12-8"), ("p5", "13.0", "cuda-toolkit-13-0"), ("p3", "12.8", "cuda-toolkit-12-8")],
 )
 def test_cuda_install(family, version, package, os_name):
-    result = nvidia.cuda_plan(plan(entry(family), os_name), version, "auto", min_branch=MIN_BRANCH)
+    result = nvidia.cuda_plan(plan(entry(family), os_name), version, "auto")
     assert result == {"action": "install", "version": version, "package": package,
                       "home": f"/usr/local/cuda-{version}", "reason": result["reason"]}
 
 
 def test_cuda_13_refuses_volta():
     with pytest.raises(nvidia.AnsibleFilterError, match="cuda_version=12.8"):
-        nvidia.cuda_plan(plan(entry("p3")), "13.0", "auto", min_branch=MIN_BRANCH)
+        nvidia.cuda_plan(plan(entry("p3")), "13.0", "auto")
 
 
 def test_cuda_13_needs_branch_580():
     with pytest.raises(nvidia.AnsibleFilterError, match="needs driver branch 580"):
-        nvidia.cuda_plan(plan(entry("g5"), branch="570"), "13.0", "auto", min_branch=MIN_BRANCH)
+        nvidia.cuda_plan(plan(entry("g5"), branch="570"), "13.0", "auto")
 
 
 @pytest.mark.parametrize("version", ["12", "12.8.1", "latest", ""])
 def test_cuda_version_must_be_major_minor(version):
     with pytest.raises(nvidia.AnsibleFilterError, match="MAJOR.MINOR"):
-        nvidia.cuda_plan(plan(entry("g5")), version, "auto", min_branch=MIN_BRANCH)
+        nvidia.cuda_plan(plan(entry("g5")), version, "auto")
 
 
 def test_cuda_toolkits_older_than_12_are_not_installed():
@@ -334,7 +334,7 @@ def test_cuda_toolkits_older_than_12_are_not_installed():
 
 def test_cuda_unknown_major_fails():
     with pytest.raises(nvidia.AnsibleFilterError, match="not in the driver role's CUDA table"):
-        nvidia.cuda_plan(dict(plan(entry("g5")), max_cuda_major=14), "14.0", "auto", min_branch=MIN_BRANCH)
+        nvidia.cuda_plan(dict(plan(entry("g5")), max_cuda_major=14), "14.0", "auto")
 
 
 def test_cuda_skip():
@@ -343,8 +343,7 @@ def test_cuda_skip():
 
 @pytest.mark.parametrize("link", ["/usr/local/cuda-12.4", "cuda-12.4", "/usr/local/cuda-12.4/"])
 def test_cuda_on_a_deep_learning_ami_follows_the_link(link):
-    result = nvidia.cuda_plan(plan(entry("g6")), "12.8", "auto", preinstalled=True, link_target=link,
-                              min_branch=MIN_BRANCH)
+    result = nvidia.cuda_plan(plan(entry("g6")), "12.8", "auto", preinstalled=True, link_target=link)
     assert (result["action"], result["version"], result["package"], result["home"]) == (
         "verify", "12.4", "", "/usr/local/cuda-12.4")
 

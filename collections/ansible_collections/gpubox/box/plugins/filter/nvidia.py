@@ -221,10 +221,10 @@ def driver_problems(plan, version, cuda_versions=()):
             f"use an image with branch {plan['max_branch']} (ami=ubuntu installs it)"
         )
     for cuda in sorted({str(v).split(".")[0] for v in cuda_versions or () if str(v).strip()}, key=_as_int):
-        needed = plan["cuda_min_branch"].get(cuda)
         if cuda.isdigit() and int(cuda) > plan["max_cuda_major"]:
             problems.append(f"CUDA {cuda} does not support {gpu}; their last CUDA is {plan['max_cuda_major']}.x")
             continue
+        needed = plan["cuda_min_branch"].get(cuda)
         if needed is None:
             problems.append(f"CUDA {cuda} is not in the driver role's CUDA table; gpubox knows CUDA "
                             f"{', '.join(sorted(plan['cuda_min_branch']))}")
@@ -290,13 +290,13 @@ def reboot_reason(driver_changed, loaded_version, installed_version):
     return ""
 
 
-def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target="", min_branch=None):
+def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target=""):
     """What the cuda role does: install, verify or skip, and which toolkit.
 
     plan: driver_plan's answer (gpubox_nvidia_plan). mode: cuda_toolkit (auto or skip).
     preinstalled: the image came with a driver (a Deep Learning AMI): verify, never install.
     link_target: where /usr/local/cuda points ('' when absent).
-    min_branch: {CUDA major: oldest driver branch}; by default the plan's (the driver role's table).
+    The oldest driver branch for each CUDA major is the plan's cuda_min_branch (the driver role's table).
     """
     if mode == "skip":
         return {"action": "skip", "version": "", "package": "", "home": "",
@@ -327,7 +327,7 @@ def cuda_plan(plan, cuda_version, mode, preinstalled=False, link_target="", min_
             f"cuda: CUDA {major} does not support {plan['architecture']} GPUs ({plan['family']}); the last CUDA "
             f"for them is {plan['max_cuda_major']}.x. Set -e cuda_version={plan['max_cuda_major']}.8."
         )
-    table = {str(k): v for k, v in (min_branch or plan.get("cuda_min_branch") or {}).items()}
+    table = plan["cuda_min_branch"]
     needed = table.get(str(major))
     if needed is None:
         raise AnsibleFilterError(
