@@ -55,6 +55,13 @@ class Result:
         """True when one message contains every fragment."""
         return any(all(f in m for f in fragments) for m in self.messages)
 
+    def ran(self, task):
+        """True when a task of that name ran (was not skipped) on some host."""
+        return any(not result.get("skipped")
+                   for play in self.output.get("plays", []) for found in play.get("tasks", [])
+                   if found.get("task", {}).get("name", "").split(" : ")[-1] == task
+                   for result in found.get("hosts", {}).values())
+
 
 def _messages(output):
     found = []
@@ -75,6 +82,7 @@ class Gpubox:
     """Runs the entry playbooks as a user would, with a private HOME and AWS pointed at moto."""
 
     def __init__(self, moto, home, repo=REPO):
+        """moto: the AWS stand-in's URL; None for host-only runs (-i host,), where no AWS call is made."""
         self.moto = moto
         self.home = home
         self.repo = repo
@@ -83,7 +91,7 @@ class Gpubox:
             "HOME": str(home),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ENDPOINT_URL": moto,
+            **({"AWS_ENDPOINT_URL": moto} if moto else {}),
             "AWS_REGION": REGION,
             "AWS_CONFIG_FILE": str(home / "no-aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
@@ -94,8 +102,10 @@ class Gpubox:
             "ANSIBLE_NOCOLOR": "1",
         }
 
-    def run(self, playbook, env=None, timeout=600, **extra):
+    def run(self, playbook, env=None, timeout=600, inventory=None, **extra):
         cmd = [str(Path(sys.executable).parent / "ansible-playbook"), playbook]
+        if inventory:
+            cmd += ["-i", inventory]
         if extra:
             cmd += ["-e", json.dumps(extra)]
         proc = subprocess.run(cmd, cwd=self.repo, env={**self.env, **(env or {})},

@@ -198,4 +198,4 @@ def test_cuda_the_environments_need():
 
 def test_filters_are_registered():
     assert set(envs.FilterModule().filters()) == {"python_envs_specs", "python_envs_cuda", "gpu_arch_covers",
-                                                   "gpu_arch_problem"}
+                                                   "gpu_arch_problem", "python_envs_drift_evidence"}

@@ -193,6 +193,27 @@ def gpu_arch_problem(env, probe_output, compute_capability):
     )
 
 
+def python_envs_drift_evidence(specs, manager, kernels_dir, venv_root, conda_prefix):
+    """What the role leaves on the host, for gpubox.box.drift: {paths, globs}. Per environment: its interpreter, pip
+    configuration, requirements and kernel spec, and the names of its install markers and installed packages (pip's
+    and conda's), so that a package removed by hand, or a marker, makes the role run again."""
+    if manager == "conda":
+        paths = [f"{conda_prefix}/bin/conda", f"{conda_prefix}/.condarc", f"{conda_prefix}/gpubox"]
+    else:
+        paths = [venv_root]
+    globs = []
+    for spec in specs:
+        env = spec["dir"]
+        paths += [env, f"{env}/bin/python", f"{env}/pip.conf", f"{env}/gpubox-requirements.txt"]
+        if manager == "conda":
+            paths.append(f"{conda_prefix}/gpubox/{spec['name']}.yml")
+        if spec["kernel"]:
+            paths += [f"{kernels_dir}/{spec['name']}", f"{kernels_dir}/{spec['name']}/kernel.json"]
+        globs += [f"{env}/.gpubox-*", f"{env}/conda-meta/*.json"]
+        globs += [f"{env}/lib/python*/site-packages/*.{kind}" for kind in ("dist-info", "egg-info", "pth")]
+    return {"paths": paths, "globs": globs}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -200,4 +221,5 @@ class FilterModule:
             "python_envs_cuda": python_envs_cuda,
             "gpu_arch_covers": arch_covers,
             "gpu_arch_problem": gpu_arch_problem,
+            "python_envs_drift_evidence": python_envs_drift_evidence,
         }

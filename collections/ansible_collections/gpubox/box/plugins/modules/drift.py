@@ -1,0 +1,320 @@
+#!/usr/bin/python
+"""Tell from evidence whether what a role set up is still as the role left it (the no-op re-run's shortcut)."""
+
+import glob
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: drift
+short_description: Compare what a role set up with what it left at its last complete run
+description:
+  - "Reads the evidence of what a role owns on the host, in one pass: each file's content, mode and owner, each
+    directory's mode and owner, the names a pattern matches (an environment's installed packages), each systemd
+    unit's state, each OS package's version and each mount point's source."
+  - "With C(state=check), compares it with the record the role wrote at the end of its last complete run, for the
+    same settings (a digest the caller computes of everything the role was given and of its own code). The role may
+    skip its work only when C(converged) is true: the record exists, the settings are the same and nothing differs.
+    Changes nothing."
+  - "With C(state=record) (the role's last task), writes the record: the settings and the evidence as they are now.
+    With C(state=absent), deletes it (the role runs in full next time)."
+  - "A record is evidence, not a stamp: it is believed only while every file, unit, package and mount it lists still
+    reads the same."
+options:
+  name:
+    description: The record's name (letters, digits, '.', '_' and '-'); one per role and set of inputs.
+    type: str
+    required: true
+  state:
+    description: Check against the record, write it, or delete it.
+    type: str
+    choices: [check, record, absent]
+    default: check
+  settings:
+    description:
+      - A digest of everything the role was given and of its code, computed on the controller (never the settings
+        themselves, which may hold secrets, since a module's arguments can be logged).
+    type: str
+    default: ""
+  paths:
+    description: Files (content, mode, owner) and directories (mode, owner); a missing path is evidence too.
+    type: list
+    elements: path
+    default: []
+  globs:
+    description: Patterns whose matching paths are listed (a package removed from an environment changes the list).
+    type: list
+    elements: str
+    default: []
+  services:
+    description: systemd units; their active and enabled states, unit file and drop-ins.
+    type: list
+    elements: str
+    default: []
+  packages:
+    description: OS packages; the version installed (dpkg or rpm), or that none is.
+    type: list
+    elements: str
+    default: []
+  mounts:
+    description: Mount points; what is mounted there and its filesystem type, or that nothing is.
+    type: list
+    elements: path
+    default: []
+  record_dir:
+    description: Where the records are kept (root's only).
+    type: path
+    default: /var/lib/gpubox/drift
+author: gpubox
+"""
+
+EXAMPLES = r"""
+- name: Look for changes since JupyterLab was last set up
+  gpubox.box.drift:
+    name: jupyter
+    settings: "{{ __jupyter_settings | to_json | hash('sha256') }}"
+    paths: [/etc/systemd/system/jupyter.service]
+    services: [jupyter.service]
+  register: __jupyter_drift
+
+- name: Set up JupyterLab
+  ansible.builtin.include_tasks: setup.yml
+  when: not __jupyter_drift.converged
+"""
+
+RETURN = r"""
+converged:
+  description: The record exists, for the same settings, and all the evidence reads as recorded (C(state=check)).
+  type: bool
+  returned: always
+drift:
+  description: What differs from the record, a line each (at most 20); empty when converged.
+  type: list
+  elements: str
+  returned: always
+drifted:
+  description: The keys of the evidence that differ (path:..., glob:..., service:..., package:..., mount:...).
+  type: list
+  elements: str
+  returned: always
+"""
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SHOWN = 20
+SERVICE_PROPERTIES = ("ActiveState", "UnitFileState", "FragmentPath", "DropInPaths")
+
+
+def _owner(st):
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{user}:{group}"
+
+
+def path_evidence(path):
+    """How a path reads: a file's mode, owner and content digest; a directory's mode and owner; or that it is absent.
+    Symbolic links are followed (a venv's python is one), and their target is part of the evidence."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "absent"
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    link = f" -> {os.readlink(path)}" if os.path.islink(path) else ""
+    mode = f"{stat.S_IMODE(st.st_mode):04o}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"directory {mode} {_owner(st)}{link}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"special {mode} {_owner(st)}{link}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"file {mode} {_owner(st)} sha256:{digest.hexdigest()}{link}"
+
+
+def glob_evidence(pattern):
+    return sorted(glob.glob(pattern))
+
+
+def mountinfo(text):
+    """Mount point -> 'source fstype' from /proc/self/mountinfo (the last mount on a point is the one seen)."""
+    mounts = {}
+    for line in text.splitlines():
+        before, _, after = line.partition(" - ")
+        fields, rest = before.split(), after.split()
+        if len(fields) < 5 or len(rest) < 2:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        mounts[point] = f"{rest[1]} {rest[0]}"
+    return mounts
+
+
+def systemctl_show(text, units):
+    """Unit -> its properties, from `systemctl show --property=... UNIT...` (blocks in the order asked)."""
+    blocks = [block for block in text.strip().split("\n\n")] if text.strip() else []
+    shown = {}
+    for unit, block in zip(units, blocks):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        shown[unit] = " ".join(f"{key}={props.get(key, '')}" for key in SERVICE_PROPERTIES)
+    return shown
+
+
+def package_versions(module, packages):
+    """Package -> installed version, or 'absent', from dpkg-query or rpm."""
+    if not packages:
+        return {}
+    found = {}
+    dpkg = module.get_bin_path("dpkg-query")
+    if dpkg:
+        _, out, _ = module.run_command([dpkg, "-W", "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n", *packages])
+        for line in out.splitlines():
+            parts = line.split("\t")
+            # Status-Abbrev: wanted state, then current state ('i': installed, also for a held package: "hi").
+            if len(parts) == 3 and parts[1][1:2] == "i":
+                found[parts[0]] = parts[2]
+    else:
+        rpm = module.get_bin_path("rpm", required=True)
+        _, out, _ = module.run_command([rpm, "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\n", *packages])
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 2:
+                found[parts[0]] = (found.get(parts[0], "") + " " + parts[1]).strip()
+    return {package: found.get(package, "absent") for package in packages}
+
+
+def gather(module, params):
+    """The evidence, key -> how it reads now."""
+    evidence = {}
+    for path in params["paths"]:
+        evidence[f"path:{path}"] = path_evidence(path)
+    for pattern in params["globs"]:
+        evidence[f"glob:{pattern}"] = glob_evidence(pattern)
+    if params["services"]:
+        units = params["services"]
+        systemctl = module.get_bin_path("systemctl", required=True)
+        rc, out, err = module.run_command([systemctl, "show", "--property=" + ",".join(SERVICE_PROPERTIES), *units])
+        if rc != 0:
+            module.fail_json(msg=f"systemctl show failed: {err.strip()}")
+        for unit, state in systemctl_show(out, units).items():
+            evidence[f"service:{unit}"] = state
+    for package, version in package_versions(module, params["packages"]).items():
+        evidence[f"package:{package}"] = version
+    if params["mounts"]:
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            mounted = mountinfo(handle.read())
+        for point in params["mounts"]:
+            evidence[f"mount:{point}"] = mounted.get(os.path.normpath(point), "not mounted")
+    return evidence
+
+
+def describe(key, was, now):
+    """One line saying what changed."""
+    if isinstance(was, list) and isinstance(now, list):
+        gone, new = sorted(set(was) - set(now)), sorted(set(now) - set(was))
+        parts = ([f"gone: {', '.join(os.path.basename(p) for p in gone[:5])}{' ...' if len(gone) > 5 else ''}"]
+                 if gone else [])
+        parts += ([f"new: {', '.join(os.path.basename(p) for p in new[:5])}{' ...' if len(new) > 5 else ''}"]
+                  if new else [])
+        return f"{key}: {'; '.join(parts)}"
+    if was is None:
+        return f"{key}: not in the record"
+    if key.startswith("path:") and "sha256:" in str(was) and "sha256:" in str(now):
+        return f"{key}: {'content changed' if was.split()[:3] == now.split()[:3] else 'mode or owner changed'}"
+    return f"{key}: was {was}, now {now}"
+
+
+def compare(record, settings, evidence):
+    """(drifted keys, lines saying what drifted) between a record and what reads now."""
+    if record is None:
+        return ["record"], ["no record of a complete run"]
+    recorded = record.get("evidence", {})
+    keys = sorted(set(recorded) | set(evidence))
+    drifted = [key for key in keys if recorded.get(key) != evidence.get(key)]
+    lines = [describe(key, recorded.get(key), evidence.get(key)) for key in drifted]
+    if record.get("settings") != settings:
+        return ["settings", *drifted], ["the settings or gpubox's code changed since the last complete run", *lines]
+    return drifted, lines
+
+
+def read_record(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_record(path, record):
+    """Atomically, root's only: a record cut short by a crash must never be read as a complete one."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".drift-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["check", "record", "absent"], default="check"),
+            settings=dict(type="str", default=""),
+            paths=dict(type="list", elements="path", default=[]),
+            globs=dict(type="list", elements="str", default=[]),
+            services=dict(type="list", elements="str", default=[]),
+            packages=dict(type="list", elements="str", default=[]),
+            mounts=dict(type="list", elements="path", default=[]),
+            record_dir=dict(type="path", default="/var/lib/gpubox/drift"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not NAME.match(params["name"]):
+        module.fail_json(msg=f"drift: the record name {params['name']!r} must be letters, digits, '.', '_' and '-'.")
+    path = os.path.join(params["record_dir"], params["name"] + ".json")
+    record = read_record(path)
+
+    if params["state"] == "absent":
+        changed = os.path.exists(path)
+        if changed and not module.check_mode:
+            os.unlink(path)
+        module.exit_json(changed=changed, converged=False, drift=[], drifted=[])
+
+    evidence = gather(module, params)
+    if params["state"] == "record":
+        new = {"settings": params["settings"], "evidence": evidence}
+        changed = record != new
+        if changed and not module.check_mode:
+            write_record(path, new)
+        module.exit_json(changed=changed, converged=True, drift=[], drifted=[])
+
+    drifted, lines = compare(record, params["settings"], evidence)
+    module.exit_json(changed=False, converged=not drifted, drift=lines[:SHOWN], drifted=drifted)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Re-running configure.yml on a configured host, for real, on a stand-in instance (a systemd container with sshd on
+127.0.0.1, configured over SSH as `configure.yml -i host,` does).
+
+- An identical re-run changes nothing and skips each host role whose settings are the same and whose files, services
+  and packages read as its last complete run left them (gpubox.box.drift).
+- Each kind of drift is still repaired: a stopped service, a changed unit or configuration file, a missing kernel, a
+  package removed from an environment, a changed directory mode, a disabled timer; and only the roles that drifted
+  run again.
+- A setting change runs only the role it belongs to.
+
+Needs Docker; skips (saying why) when it is missing, or fails when GPUBOX_REQUIRE_INTEGRATION=1. Traffic: SSH to the
+container's port on 127.0.0.1, pip in the container from the wheelhouse in .cache/pip when filled, else the package
+index; the rest through `docker exec`. About two and a half minutes.
+"""
+
+import json
+
+import pytest
+
+from standin import HOST_SETTINGS
+from support.containers import free_port, run, sh, stand_in_host
+from support.gpubox import Gpubox
+
+# The task of each gated role that does its work (skipped when the role's evidence shows nothing changed).
+SETUP = {
+    "data_volume": "Find, format and mount the data volume (or make a directory on the root disk)",
+    "python_envs": "Set up the environments",
+    "jupyter": "Check the settings, then configure JupyterLab and run it as a systemd service",
+    "autostop": "Check the settings, install the idleness check and run it from a timer (or switch it off)",
+}
+TIMER_UNIT = "/etc/systemd/system/gpubox-autostop.timer"
+SERVER_CONFIG = "/opt/envs/jupyter/etc/jupyter/jupyter_server_config.py"
+KERNEL = "/usr/local/share/jupyter/kernels/small/kernel.json"
+ENV_PYTHON = "/opt/envs/small/bin/python"
+# A kernel environment of small wheels (no framework: the GPU check reports it skipped), for a quick first run.
+SMALL = [{"name": "small", "packages": ["ipykernel==7.4.0", "six==1.17.0"]}]
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    work = tmp_path_factory.mktemp("reconfigure")
+    home = work / "home"
+    (home / ".ssh").mkdir(parents=True)
+    key = home / ".ssh" / "id_ed25519"
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    ssh_port = free_port()
+    with stand_in_host("gpubox-reconfigure", ssh_port, (home / ".ssh" / "id_ed25519.pub").read_text().strip()) as host:
+        settings = {
+            **HOST_SETTINGS, "ansible_user": "ubuntu", "ansible_port": ssh_port, "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "autostop_minutes": 60, "python_envs": SMALL, "gpu_check_report_dir": str(work / "reports"),
+        }
+        gpubox = Gpubox(None, home)
+
+        def configure(**changes):
+            return gpubox.run("configure.yml", inventory="127.0.0.1,", timeout=1800, **{**settings, **changes})
+
+        yield {"host": host, "configure": configure}
+
+
+def roles_run(result):
+    return {role for role, task in SETUP.items() if result.ran(task)}
+
+
+def checksums(host, *paths):
+    return sh(host, "sha256sum " + " ".join(paths))
+
+
+def test_an_identical_rerun_changes_nothing_and_skips_every_unchanged_role(box):
+    first = box["configure"]()
+    assert first.rc == 0, first.text[-6000:]
+    assert roles_run(first) == set(SETUP)
+    again = box["configure"]()
+    assert again.rc == 0, again.text[-6000:]
+    assert again.changed == 0, again.text[-3000:]
+    assert roles_run(again) == set()
+    assert sh(box["host"], "systemctl is-active jupyter gpubox-autostop.timer").split() == ["active", "active"]
+
+
+def test_a_stopped_service_is_started_again_and_only_its_role_runs(box):
+    host = box["host"]
+    sh(host, "systemctl stop jupyter")
+    repaired = box["configure"]()
+    assert repaired.rc == 0, repaired.text[-6000:]
+    assert roles_run(repaired) == {"jupyter"}
+    assert repaired.changed > 0
+    assert sh(host, "systemctl is-active jupyter") == "active"
+
+
+def test_every_kind_of_drift_is_repaired(box):
+    host = box["host"]
+    before = checksums(host, TIMER_UNIT, SERVER_CONFIG, KERNEL)
+    sh(host, f"echo '# edited by hand' >> {TIMER_UNIT} && systemctl daemon-reload")    # a changed unit file
+    sh(host, f"echo 'c.ServerApp.ip = \"0.0.0.0\"' >> {SERVER_CONFIG}")                 # a changed config file
+    sh(host, f"rm -rf {KERNEL.rsplit('/', 1)[0]}")                                       # a missing kernel
+    sh(host, f"{ENV_PYTHON} -m pip uninstall --yes --quiet six")                  # a removed package
+    sh(host, "chmod 0700 /data")                                                         # a changed directory mode
+    sh(host, "systemctl disable --now gpubox-autostop.timer")                            # a disabled timer
+    assert sh(host, f"{ENV_PYTHON} -c 'import six' 2>&1 || echo missing").endswith("missing")
+
+    repaired = box["configure"]()
+    assert repaired.rc == 0, repaired.text[-6000:]
+    assert roles_run(repaired) == set(SETUP)
+    assert checksums(host, TIMER_UNIT, SERVER_CONFIG, KERNEL) == before
+    assert sh(host, f"{ENV_PYTHON} -c 'import six; print(six.__version__)'") == "1.17.0"
+    assert sh(host, "stat -c %a /data") == "755"
+    assert sh(host, "systemctl is-enabled gpubox-autostop.timer; systemctl is-active gpubox-autostop.timer").split() == \
+        ["enabled", "active"]
+    assert sh(host, "ss -Hltn 'sport = :8888' | awk '{print $4}'") == "127.0.0.1:8888"  # the edited ip is gone
+
+    settled = box["configure"]()
+    assert settled.rc == 0 and settled.changed == 0 and roles_run(settled) == set(), settled.text[-3000:]
+
+
+def test_a_setting_change_runs_only_the_role_it_belongs_to(box):
+    host = box["host"]
+    tuned = box["configure"](autostop_minutes=90)
+    assert tuned.rc == 0, tuned.text[-6000:]
+    assert roles_run(tuned) == {"autostop"}
+    assert json.loads(sh(host, "cat /etc/gpubox/autostop.json"))["minutes"] == 90
+
+    extra = box["configure"](autostop_minutes=90, python_envs_extra_packages=["defusedxml==0.7.1"])
+    assert extra.rc == 0, extra.text[-6000:]
+    assert "autostop" not in roles_run(extra) and "python_envs" in roles_run(extra)
+    assert sh(host, f"{ENV_PYTHON} -c 'import defusedxml; print(defusedxml.__version__)'") == "0.7.1"
