@@ -193,3 +193,18 @@ def test_the_settings_digest_reads_values_as_the_role_does():
     assert settings_digest({"autostop_minutes": 60, "autostop_max_hours": 0, "jupyter_allow_remote": False},
                            "other code") != base
     assert settings_digest({"python_envs": ["tensorflow"]}) != settings_digest({"python_envs": ["pytorch"]})
+
+
+def test_records_in_a_folder_another_user_can_change_are_not_believed(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    (tmp_path / "records").chmod(0o777)  # anyone could plant a record here
+    checked = run_module(tmp_path, **owned)
+    assert checked["converged"] is False and "is not root's alone" in checked["drift"][0]
+    refused = run_module(tmp_path, state="record", **owned)
+    assert refused["changed"] is False and refused["warnings"]
+    assert run_module(tmp_path, name="app", state="absent")["changed"] is False  # nothing deleted through it
+    (tmp_path / "records").chmod(0o700)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "records").rename(tmp_path / "real")
+    (tmp_path / "records").symlink_to(tmp_path / "elsewhere")
+    assert "is not a plain folder" in run_module(tmp_path, **owned)["drift"][0]

@@ -250,6 +250,21 @@ def compare(record, settings, evidence):
     return drifted, lines
 
 
+def unsafe_folder(record_dir):
+    """Why the records' folder (or its parent) cannot be trusted, or ''. Only root may be able to change a record: one
+    planted by another user would make a role skip its work."""
+    for folder in (os.path.dirname(os.path.normpath(record_dir)), os.path.normpath(record_dir)):
+        try:
+            st = os.lstat(folder)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            return f"{folder} is not a plain folder"
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            return f"{folder} is not root's alone (owner {_owner(st)}, mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
+
+
 def read_record(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -296,16 +311,20 @@ def main():
     if not NAME.match(params["name"]):
         module.fail_json(msg=f"drift: the record name {params['name']!r} must be letters, digits, '.', '_' and '-'.")
     path = os.path.join(params["record_dir"], params["name"] + ".json")
-    record = read_record(path)
+    unsafe = unsafe_folder(params["record_dir"])
+    record = None if unsafe else read_record(path)
 
     if params["state"] == "absent":
-        changed = os.path.exists(path)
+        changed = not unsafe and os.path.exists(path)
         if changed and not module.check_mode:
             os.unlink(path)
         module.exit_json(changed=changed, converged=False, drift=[], drifted=[])
 
     evidence = gather(module, params)
     if params["state"] == "record":
+        if unsafe:
+            module.warn(f"gpubox.box.drift: no record written, so the next run does the work again: {unsafe}.")
+            module.exit_json(changed=False, converged=False, drift=[unsafe], drifted=["record"])
         new = {"settings": params["settings"], "evidence": evidence}
         changed = record != new
         if changed and not module.check_mode:
@@ -313,6 +332,8 @@ def main():
         module.exit_json(changed=changed, converged=True, drift=[], drifted=[])
 
     drifted, lines = compare(record, params["settings"], evidence)
+    if unsafe:
+        lines = [f"records not trusted: {unsafe}", *lines[1:]]
     module.exit_json(changed=False, converged=not drifted, drift=lines[:SHOWN], drifted=drifted)
 
 
