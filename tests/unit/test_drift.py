@@ -204,7 +204,10 @@ def test_records_in_a_folder_another_user_can_change_are_not_believed(tmp_path, 
     assert refused["changed"] is False and refused["warnings"]
     assert run_module(tmp_path, name="app", state="absent")["changed"] is False  # nothing deleted through it
     (tmp_path / "records").chmod(0o700)
-    (tmp_path / "elsewhere").mkdir()
+    assert run_module(tmp_path, **owned)["converged"] is True
+    # A link to a folder another user can change is no better; a link to a safe one is fine.
     (tmp_path / "records").rename(tmp_path / "real")
-    (tmp_path / "records").symlink_to(tmp_path / "elsewhere")
-    assert "is not a plain folder" in run_module(tmp_path, **owned)["drift"][0]
+    (tmp_path / "records").symlink_to(tmp_path / "real")
+    assert run_module(tmp_path, **owned)["converged"] is True
+    (tmp_path / "real").chmod(0o757)
+    assert "is not root's alone" in run_module(tmp_path, **owned)["drift"][0]

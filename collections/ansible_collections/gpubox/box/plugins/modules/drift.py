@@ -251,16 +251,18 @@ def compare(record, settings, evidence):
 
 
 def unsafe_folder(record_dir):
-    """Why the records' folder (or its parent) cannot be trusted, or ''. Only root may be able to change a record: one
-    planted by another user would make a role skip its work."""
-    for folder in (os.path.dirname(os.path.normpath(record_dir)), os.path.normpath(record_dir)):
+    """Why the records' folder (or its parent) cannot be trusted, or ''. Only the module's user (root) may be able to
+    change a record: one planted by another user would make a role skip its work. Where they lead (a folder moved to
+    another disk and linked) is what is checked."""
+    record_dir = os.path.realpath(record_dir)
+    for folder in (os.path.dirname(record_dir), record_dir):
         try:
-            st = os.lstat(folder)
+            st = os.stat(folder)
         except FileNotFoundError:
             continue
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            return f"{folder} is not a plain folder"
-        if st.st_uid != 0 or st.st_mode & 0o022:
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{folder} is not a folder"
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
             return f"{folder} is not root's alone (owner {_owner(st)}, mode {stat.S_IMODE(st.st_mode):04o})"
     return ""
 
