@@ -146,10 +146,6 @@ def path_evidence(path):
     return f"file {mode} {_owner(st)} sha256:{digest.hexdigest()}{link}"
 
 
-def glob_evidence(pattern):
-    return sorted(glob.glob(pattern))
-
-
 def mountinfo(text):
     """Mount point -> 'source fstype' from /proc/self/mountinfo (the last mount on a point is the one seen)."""
     mounts = {}
@@ -165,7 +161,7 @@ def mountinfo(text):
 
 def systemctl_show(text, units):
     """Unit -> its properties, from `systemctl show --property=... UNIT...` (blocks in the order asked)."""
-    blocks = [block for block in text.strip().split("\n\n")] if text.strip() else []
+    blocks = text.strip().split("\n\n") if text.strip() else []
     shown = {}
     for unit, block in zip(units, blocks):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -202,7 +198,7 @@ def gather(module, params):
     for path in params["paths"]:
         evidence[f"path:{path}"] = path_evidence(path)
     for pattern in params["globs"]:
-        evidence[f"glob:{pattern}"] = glob_evidence(pattern)
+        evidence[f"glob:{pattern}"] = sorted(glob.glob(pattern))
     if params["services"]:
         units = params["services"]
         systemctl = module.get_bin_path("systemctl", required=True)
