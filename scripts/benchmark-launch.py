@@ -127,11 +127,13 @@ def host_half(runs):
                        stdin=subprocess.DEVNULL)
         timings.setdefault(step, []).append(time.perf_counter() - start)
 
+    # Not "-i 127.0.0.1,": Ansible would take that host for localhost, and run the controller's tasks on it.
     def playbook(port, name, **extra):
-        login = {"ansible_user": standin.LOGIN_USER, "ansible_port": port, "ansible_ssh_private_key_file": str(key),
+        login = {"ansible_host": "127.0.0.1", "ansible_user": standin.LOGIN_USER, "ansible_port": port,
+                 "ansible_ssh_private_key_file": str(key),
                  "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null", "autostop_minutes": 60,
                  "gpu_check_report_dir": str(home / "reports"), **standin.HOST_SETTINGS, **extra}
-        return [str(bindir / "ansible-playbook"), name, "-i", "127.0.0.1,", "-e", json.dumps(login)]
+        return [str(bindir / "ansible-playbook"), name, "-i", "stand-in,", "-e", json.dumps(login)]
 
     try:
         for _ in range(runs):

@@ -46,16 +46,17 @@ def box(tmp_path_factory):
     ssh_port = free_port()
     with stand_in_host("gpubox-reconfigure", ssh_port, (home / ".ssh" / "id_ed25519.pub").read_text().strip()) as host:
         settings = {
-            **HOST_SETTINGS, "ansible_user": "ubuntu", "ansible_port": ssh_port, "ansible_ssh_private_key_file": str(key),
+            **HOST_SETTINGS, "ansible_host": "127.0.0.1", "ansible_user": "ubuntu", "ansible_port": ssh_port, "ansible_ssh_private_key_file": str(key),
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
             "autostop_minutes": 60, "python_envs": SMALL, "gpu_check_report_dir": str(work / "reports"),
         }
         gpubox = Gpubox(None, home)
 
+        # Not "-i 127.0.0.1,", which Ansible takes for localhost (the controller's tasks would run in the container).
         def configure(**changes):
-            return gpubox.run("configure.yml", inventory="127.0.0.1,", timeout=1800, **{**settings, **changes})
+            return gpubox.run("configure.yml", inventory="stand-in,", timeout=1800, **{**settings, **changes})
 
-        yield {"host": host, "configure": configure}
+        yield {"host": host, "configure": configure, "reports": work / "reports"}
 
 
 def roles_run(result):
@@ -75,6 +76,14 @@ def test_an_identical_rerun_changes_nothing_and_skips_every_unchanged_role(box):
     assert again.changed == 0, again.text[-3000:]
     assert roles_run(again) == set()
     assert sh(box["host"], "systemctl is-active jupyter gpubox-autostop.timer").split() == ["active", "active"]
+    # The GPU check's report, on the controller: the re-run says it reused the first run's check; a third run that
+    # would write the same (its date aside) leaves the file alone.
+    (report,) = box["reports"].glob("stand-in-*.json")
+    assert json.loads(report.read_text())["reused"] is True
+    written = report.read_text()
+    third = box["configure"]()
+    assert third.rc == 0 and third.changed == 0, third.text[-3000:]
+    assert report.read_text() == written and not third.ran("Save the report as JSON on the controller")
 
 
 def test_a_stopped_service_is_started_again_and_only_its_role_runs(box):
@@ -110,6 +119,20 @@ def test_every_kind_of_drift_is_repaired(box):
 
     settled = box["configure"]()
     assert settled.rc == 0 and settled.changed == 0 and roles_run(settled) == set(), settled.text[-3000:]
+
+
+def test_jupyterlab_waits_for_its_environment_and_hides_its_kernel_again(box):
+    host = box["host"]
+    jupyter_python = "/opt/envs/jupyter/bin/python"
+    own_kernel = "/opt/envs/jupyter/share/jupyter/kernels/python3"
+    sh(host, f"{jupyter_python} -m pip uninstall --yes --quiet ipykernel")
+    repaired = box["configure"]()
+    assert repaired.rc == 0, repaired.text[-6000:]
+    # pip brings back ipykernel, and with it the kernel of JupyterLab's own environment, which the jupyter role hides.
+    assert {"python_envs", "jupyter"} <= roles_run(repaired)
+    assert sh(host, f"{jupyter_python} -c 'import ipykernel' && echo imported") == "imported"
+    assert sh(host, f"test -e {own_kernel} && echo present || echo absent") == "absent"
+    assert sh(host, "systemctl is-active jupyter") == "active"
 
 
 def test_a_setting_change_runs_only_the_role_it_belongs_to(box):
