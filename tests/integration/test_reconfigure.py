@@ -6,11 +6,15 @@
 - Each kind of drift is still repaired: a stopped service, a changed unit or configuration file, a missing kernel, a
   package removed from an environment, a changed directory mode, a disabled timer; and only the roles that drifted
   run again.
+- JupyterLab's environment reinstalled: the jupyter role waits for it, hides its own kernel again and restarts it.
 - A setting change runs only the role it belongs to.
+- The GPU check's report on the controller is left alone by a re-run that would write it again as it is.
+- gpubox's state folder, left the login user's (with setgid) by older versions, is made root's again once.
+- A login user that needs a password for sudo gets a message that says so.
 
 Needs Docker; skips (saying why) when it is missing, or fails when GPUBOX_REQUIRE_INTEGRATION=1. Traffic: SSH to the
 container's port on 127.0.0.1, pip in the container from the wheelhouse in .cache/pip when filled, else the package
-index; the rest through `docker exec`. About two and a half minutes.
+index; the rest through `docker exec`. About three and a half minutes.
 """
 
 import json
@@ -78,12 +82,13 @@ def test_an_identical_rerun_changes_nothing_and_skips_every_unchanged_role(box):
     assert sh(box["host"], "systemctl is-active jupyter gpubox-autostop.timer").split() == ["active", "active"]
     # The GPU check's report, on the controller: the re-run says it reused the first run's check; a third run that
     # would write the same (its date aside) leaves the file alone.
-    (report,) = box["reports"].glob("stand-in-*.json")
+    report = sorted(box["reports"].glob("stand-in-*.json"))[-1]
     assert json.loads(report.read_text())["reused"] is True
     written = report.read_text()
     third = box["configure"]()
     assert third.rc == 0 and third.changed == 0, third.text[-3000:]
-    assert report.read_text() == written and not third.ran("Save the report as JSON on the controller")
+    if sorted(box["reports"].glob("stand-in-*.json"))[-1] == report:  # the same UTC day (a new day, a new file)
+        assert report.read_text() == written and not third.ran("Save the report as JSON on the controller")
 
 
 def test_a_stopped_service_is_started_again_and_only_its_role_runs(box):
@@ -125,14 +130,17 @@ def test_jupyterlab_waits_for_its_environment_and_hides_its_kernel_again(box):
     host = box["host"]
     jupyter_python = "/opt/envs/jupyter/bin/python"
     own_kernel = "/opt/envs/jupyter/share/jupyter/kernels/python3"
+    started = sh(host, "systemctl show --property=InvocationID --value jupyter")
     sh(host, f"{jupyter_python} -m pip uninstall --yes --quiet ipykernel")
     repaired = box["configure"]()
     assert repaired.rc == 0, repaired.text[-6000:]
-    # pip brings back ipykernel, and with it the kernel of JupyterLab's own environment, which the jupyter role hides.
+    # pip brings back ipykernel, and with it the kernel of JupyterLab's own environment, which the jupyter role hides;
+    # JupyterLab restarts to load what pip installed.
     assert {"python_envs", "jupyter"} <= roles_run(repaired)
     assert sh(host, f"{jupyter_python} -c 'import ipykernel' && echo imported") == "imported"
     assert sh(host, f"test -e {own_kernel} && echo present || echo absent") == "absent"
     assert sh(host, "systemctl is-active jupyter") == "active"
+    assert sh(host, "systemctl show --property=InvocationID --value jupyter") != started
 
 
 def test_a_setting_change_runs_only_the_role_it_belongs_to(box):
@@ -146,3 +154,25 @@ def test_a_setting_change_runs_only_the_role_it_belongs_to(box):
     assert extra.rc == 0, extra.text[-6000:]
     assert "autostop" not in roles_run(extra) and "python_envs" in roles_run(extra)
     assert sh(host, f"{ENV_PYTHON} -c 'import defusedxml; print(defusedxml.__version__)'") == "0.7.1"
+
+
+def test_gpubox_state_folder_left_the_login_users_is_made_roots_again(box):
+    host = box["host"]
+    sh(host, "chown ubuntu:ubuntu /var/lib/gpubox && chmod 2775 /var/lib/gpubox")  # as older versions left it, setgid
+    fixed = box["configure"]()
+    assert fixed.rc == 0 and fixed.changed >= 1, fixed.text[-6000:]
+    assert sh(host, "stat -c %u:%g:%a /var/lib/gpubox") == "0:0:755"
+    settled = box["configure"]()
+    assert settled.rc == 0 and settled.changed == 0, settled.text[-3000:]
+
+
+def test_a_login_user_without_passwordless_sudo_gets_a_message_that_says_so(box):
+    host = box["host"]
+    sh(host, "echo 'ubuntu ALL=(ALL) ALL' > /etc/sudoers.d/99-password && chmod 0440 /etc/sudoers.d/99-password")
+    try:
+        refused = box["configure"]()
+    finally:
+        sh(host, "rm -f /etc/sudoers.d/99-password")
+    assert refused.rc != 0
+    assert "let Ansible log in as ubuntu, but running its modules there failed" in refused.text
+    assert "sudo without a password" in refused.text
