@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 # Settings given on the make command line become -e settings; ARGS passes anything else.
 SETTINGS := type name os ami market max_price retry_until_up move_data confirm delete_data resize substitute allow_other_owner \
 	adopt all_boxes minutes max_hours hold no_reboot prune_keep delete_images repair
-EXTRA := $(foreach v,$(SETTINGS),$(if $($(v)),-e $(v)=$($(v))))
+EXTRA := $(foreach v,$(SETTINGS),$(if $(and $($(v)),$(filter command line,$(origin $(v)))),-e $(v)=$($(v))))
 ARGS ?=
 
 PLAYBOOKS := launch configure verify stop start status teardown autostop bake images
@@ -61,7 +61,7 @@ $(VENV)/.test-deps: $(VENV)/.setup requirements-test.txt
 test-deps: $(VENV)/.test-deps ## install what the tests need: Python packages, Docker, the test image, a browser
 	scripts/ensure-docker.sh
 	scripts/build-test-image.sh
-	scripts/ensure-browser.sh
+	tests/tools/ensure-browser.sh
 
 test: test-deps lint unit aws integration molecule e2e
 

@@ -5,7 +5,8 @@ Sources: group_vars/all/main.yml (gpubox-wide settings) and roles/*/defaults/mai
 role's interface). A setting's description is the comment block right above it. A gpubox-wide
 setting is written gpubox_WORD: "{{ WORD | default(VALUE) }}": the table shows WORD, what users
 type with -e, and VALUE when it is a plain value.
-`make docs` rewrites the README's table; tests/unit/test_docs.py fails when the two differ.
+`python3 scripts/settings-table.py --write` rewrites the README's table; tests/unit/test_docs.py fails when the
+two differ.
 """
 
 import re

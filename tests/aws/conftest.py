@@ -8,9 +8,7 @@ ClientToken as EC2 does, which moto does not.
 import pytest
 
 from support import iam
-from support.gpubox import (  # noqa: F401 (re-exported for the test modules)
-    ARM_AMI, MY_CIDR, REGION, REPO, UBUNTU_AMI, Aws, Gpubox, Result, free_port as _free_port, moto_server, reset_moto,
-)
+from support.gpubox import Aws, Gpubox, reset_moto
 
 
 @pytest.fixture

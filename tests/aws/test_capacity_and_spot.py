@@ -8,7 +8,7 @@ the one AWS would make, to prove teardown's order.
 
 import boto3
 
-from conftest import REGION, UBUNTU_AMI
+from support.gpubox import REGION, UBUNTU_AMI
 
 NO_CAPACITY = ("InsufficientInstanceCapacity",
                "We currently do not have sufficient g5.xlarge capacity in the Availability Zone you requested.")

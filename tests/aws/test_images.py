@@ -9,7 +9,7 @@ ignores CreateImage's block device mappings: what gpubox asks for (the data volu
 
 import re
 
-from conftest import MY_CIDR, UBUNTU_AMI, _free_port
+from support.gpubox import MY_CIDR, UBUNTU_AMI, free_port
 from support.snapshot_tags import snapshot_tags as tags_proxy
 
 OTHER_OWNER = "AIDAOTHEROWNER"
@@ -55,14 +55,14 @@ def test_bake_list_prune_and_remove_images(gpubox, aws, proxy):
         theirs = another_owners_image(aws)
 
         # A running box: EC2 would reboot it, so bake asks first; without a yes (no terminal here) nothing is made.
-        unsure = gpubox.run("bake.yml", name="lab", ssh_host="127.0.0.1", ssh_port=_free_port(), instance_wait_timeout=2)
+        unsure = gpubox.run("bake.yml", name="lab", ssh_host="127.0.0.1", ssh_port=free_port(), instance_wait_timeout=2)
         assert unsure.rc != 0
         assert unsure.said("Bake cancelled: nothing was changed")
         assert shim.asked == [] and images(aws, **{"gpubox:owner": instance_tags(instance)["gpubox:owner"]}) == []
         assert aws.instance("lab")["State"]["Name"] == "running"
 
         # Confirmed, and its SSH does not answer (nothing listens there): the image is made all the same.
-        first = gpubox.run("bake.yml", name="lab", ssh_host="127.0.0.1", ssh_port=_free_port(), instance_wait_timeout=2,
+        first = gpubox.run("bake.yml", name="lab", ssh_host="127.0.0.1", ssh_port=free_port(), instance_wait_timeout=2,
                            confirm=True)
         assert first.rc == 0, first.text
         assert first.said("Left out: the data volume", volume["VolumeId"], "/dev/sdf")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, UBUNTU_AMI
+from support.gpubox import REPO, UBUNTU_AMI
 
 INVENTORY = ["-i", "inventory/aws_ec2.yml"]
 

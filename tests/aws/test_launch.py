@@ -5,7 +5,7 @@ import os
 import stat
 import threading
 
-from conftest import MY_CIDR, UBUNTU_AMI, _free_port
+from support.gpubox import MY_CIDR, UBUNTU_AMI, free_port
 
 
 def test_launch_creates_a_locked_down_gpu_box(gpubox, aws):
@@ -183,7 +183,7 @@ def test_launch_with_no_endpoint_setting_uses_boto3s_own_configuration(gpubox, a
 
 
 def test_launch_says_what_to_check_when_the_box_does_not_answer_ssh(gpubox, aws):
-    closed = _free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there
     result = gpubox.launch(configure=True, ssh_host="127.0.0.1", ssh_port=closed, instance_wait_timeout=3)
     assert result.rc != 0
     instance_id = aws.instance()["InstanceId"]

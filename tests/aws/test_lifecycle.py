@@ -1,6 +1,6 @@
 """stop.yml, start.yml, status.yml and teardown.yml against the emulator."""
 
-from conftest import UBUNTU_AMI
+from support.gpubox import UBUNTU_AMI
 
 
 def test_stop_then_start_then_launch_again(gpubox, aws):

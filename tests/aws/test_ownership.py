@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import MY_CIDR, UBUNTU_AMI, _free_port
+from support.gpubox import MY_CIDR, UBUNTU_AMI, free_port
 
 # The identity of moto's default credentials: its user id, and its ARN.
 MOTO_USER = "arn:aws:sts::123456789012:user/moto"
@@ -118,7 +118,7 @@ def test_two_launches_at_once_make_one_box(gpubox, aws, proxy, start):
 @pytest.mark.parametrize("name", ["launched", "targets"])
 def test_a_box_named_like_launchs_own_group_is_just_another_box(gpubox, aws, name):
     launch_all(gpubox, name)
-    closed = _free_port()  # nothing listens there: the host play fails at once, on the hosts it targets
+    closed = free_port()  # nothing listens there: the host play fails at once, on the hosts it targets
     result = gpubox.launch(name="other", configure=True, ssh_host="127.0.0.1", ssh_port=closed, instance_wait_timeout=3)
     assert result.rc != 0
     hosts = {h for p in result.output["plays"] for t in p["tasks"] for h in t["hosts"] if h != "localhost"}
@@ -134,7 +134,7 @@ def test_configure_and_verify_without_a_name_act_on_one_box_only(gpubox, aws, pl
     assert not [h for p in several.output["plays"] for t in p["tasks"] for h in t["hosts"] if h != "localhost"]
 
     # all_boxes=true targets both (and then stops at the one-machine SSH override, without any connection).
-    both = gpubox.run(playbook, all_boxes=True, ssh_host="127.0.0.1", ssh_port=_free_port())
+    both = gpubox.run(playbook, all_boxes=True, ssh_host="127.0.0.1", ssh_port=free_port())
     if playbook == "configure.yml":
         assert both.said("this run targets 2: gpubox-a, gpubox-b"), both.text
     else:
@@ -142,7 +142,7 @@ def test_configure_and_verify_without_a_name_act_on_one_box_only(gpubox, aws, pl
         assert hosts == {"gpubox-a", "gpubox-b"}
 
     assert gpubox.run("stop.yml", name="b").rc == 0
-    one = gpubox.run(playbook, ssh_host="127.0.0.1", ssh_port=_free_port(), instance_wait_timeout=3)
+    one = gpubox.run(playbook, ssh_host="127.0.0.1", ssh_port=free_port(), instance_wait_timeout=3)
     hosts = {h for p in one.output["plays"] for t in p["tasks"] for h in t["hosts"] if h != "localhost"}
     assert hosts == {"gpubox-a"}
 

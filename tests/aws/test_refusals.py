@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ARM_AMI
+from support.gpubox import ARM_AMI
 
 
 def refused(gpubox, aws, *fragments, playbook="launch.yml", env=None, **settings):

@@ -9,7 +9,7 @@ import json
 import re
 import shutil
 
-from conftest import Gpubox, REPO, _free_port
+from support.gpubox import Gpubox, REPO, free_port
 
 
 def project_with(tmp_path, setting, value):
@@ -56,7 +56,7 @@ def test_group_vars_reach_configure(moto_url, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text(f"unreachable-box ansible_host=127.0.0.1 ansible_port={_free_port()}\n")  # nothing listens there
+    inventory.write_text(f"unreachable-box ansible_host=127.0.0.1 ansible_port={free_port()}\n")  # nothing listens there
     result = Gpubox(moto_url, home, repo=copy).run(
         "configure.yml", env={"ANSIBLE_INVENTORY": str(inventory), "ANSIBLE_HOST_KEY_CHECKING": "false"})
     assert result.rc != 0
@@ -77,7 +77,7 @@ def test_several_hosts_are_refused_unless_asked_and_the_ssh_overrides_always(mot
     assert several.said("This run would act on 2 hosts (box-a, box-b)", "--limit HOST", "-e all_boxes=true"), several.messages
 
     result = Gpubox(moto_url, home).run("configure.yml", env=env, all_boxes=True, ssh_host="127.0.0.1",
-                                        ssh_port=_free_port())
+                                        ssh_port=free_port())
     assert result.rc != 0
     assert result.said("ssh_host, ssh_port and ssh_user name one machine, but this run targets 2", "box-a, box-b",
                        "Pick one box with -e name=NAME")

@@ -6,7 +6,8 @@
 - Each kind of drift is still repaired: a stopped service, a changed unit or configuration file, a missing kernel, a
   package removed from an environment, a changed directory mode, a disabled timer; and only the roles that drifted
   run again.
-- JupyterLab's environment reinstalled: the jupyter role waits for it, hides its own kernel again and restarts it.
+- JupyterLab's environment reinstalled: the jupyter role waits for it, hides its own kernel again and restarts it;
+  a run cut short before JupyterLab's restart is followed by one.
 - A setting change runs only the role it belongs to.
 - The GPU check's report on the controller is left alone by a re-run that would write it again as it is.
 - gpubox's state folder, left the login user's (with setgid) by older versions, is made root's again once.
@@ -141,6 +142,20 @@ def test_jupyterlab_waits_for_its_environment_and_hides_its_kernel_again(box):
     assert sh(host, f"test -e {own_kernel} && echo present || echo absent") == "absent"
     assert sh(host, "systemctl is-active jupyter") == "active"
     assert sh(host, "systemctl show --property=InvocationID --value jupyter") != started
+
+
+def test_a_run_cut_short_before_the_restart_is_followed_by_one(box):
+    host = box["host"]
+    started = sh(host, "systemctl show --property=InvocationID --value jupyter")
+    # What a run stopped after writing the server configuration and before restarting JupyterLab leaves: no record of
+    # a complete run, and a configuration newer than the running server.
+    sh(host, f"sleep 1 && touch {SERVER_CONFIG} && rm /var/lib/gpubox/drift/jupyter-jupyter.json")
+    repaired = box["configure"]()
+    assert repaired.rc == 0, repaired.text[-6000:]
+    assert roles_run(repaired) == {"jupyter"}
+    assert sh(host, "systemctl show --property=InvocationID --value jupyter") != started
+    settled = box["configure"]()
+    assert settled.rc == 0 and settled.changed == 0, settled.text[-3000:]
 
 
 def test_a_setting_change_runs_only_the_role_it_belongs_to(box):

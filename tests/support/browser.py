@@ -1,7 +1,7 @@
 """Drive JupyterLab in a real headless browser, for the end-to-end tests (a helper, not a test file).
 
 run_notebook() opens a notebook in JupyterLab 4 through Playwright and Debian's chromium
-(scripts/ensure-browser.sh installs it; Playwright's own browser download cannot work here),
+(tests/tools/ensure-browser.sh installs it; Playwright's own browser download cannot work here),
 runs all its cells, saves a screenshot and returns the text of the outputs:
 
     from support.browser import run_notebook   # tests/ is on pytest's pythonpath (pytest.ini)

@@ -2,7 +2,7 @@
 
 The pure parts are tested directly. The probe itself runs for real, on this machine's CPU, with every
 interpreter in $GPUBOX_PROBE_PYTHONS (colon-separated) that has Keras and a backend; without such an
-interpreter those tests are skipped (molecule/verify runs the probe in the container's TensorFlow venv).
+interpreter those tests are skipped (molecule/gpu-check runs the probe in the container's TensorFlow venv).
 
 Run from the repository root: python -m pytest tests/unit/test_gpu_probe.py -q
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time gpubox against moto server and stand-in instances, side by side with what it is measured against.
 
-Usage: .venv/bin/python scripts/benchmark-launch.py [--runs N] [--host]
+Usage: .venv/bin/python tests/tools/benchmark-launch.py [--runs N] [--host]
 Without --host it times the AWS half alone (configure=false): a first launch, an identical re-run (nothing to
 change), status and teardown, each beside an empty one-task playbook run the same way (same project, same
 ansible.cfg), and prints each as a ratio of that empty playbook: the goals are a re-run within 4x and status
@@ -9,7 +9,7 @@ within 2x.
 With --host it times the host half on stand-in instances (scripts/standin.py: systemd containers with sshd on
 127.0.0.1; needs Docker; the pip cache in .cache/pip makes it about downloads-free):
 - a fresh configure (configure.yml -i on a fresh stand-in) beside the same installs done by a plain shell script
-  (scripts/benchmark-configure-by-hand.sh) on another fresh stand-in: goal at most 1.2x;
+  (tests/tools/benchmark-configure-by-hand.sh) on another fresh stand-in: goal at most 1.2x;
 - a no-op configure (the same settings again) beside one playbook of ansible.builtin.ping plus one
   ansible.builtin.setup on the same host: goals at most 15 s and 2x;
 - a setting change (-e autostop_minutes=90, then -e python_envs_extra_packages=[defusedxml==0.7.1]), which should
@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import standin
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import standin  # noqa: E402 (scripts/ is not on the path of a script run from tests/tools)
 
 # Ansible's own start-up: one task that runs no module, on localhost (lives with the benchmark, not the product).
 EMPTY_PLAYBOOK = """---
@@ -138,7 +139,7 @@ def host_half(runs):
     try:
         for _ in range(runs):
             _, by_hand_port = host("by-hand")
-            timed("the same installs by hand", [str(standin.REPO / "scripts" / "benchmark-configure-by-hand.sh"),
+            timed("the same installs by hand", [str(standin.REPO / "tests" / "tools" / "benchmark-configure-by-hand.sh"),
                                                 str(by_hand_port), str(key)])
             _, port = host("configure")
             timed("fresh configure", playbook(port, "configure.yml"))

@@ -7,7 +7,7 @@
 set -o errexit -o nounset -o pipefail
 port=$1
 key=$2
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 autostop=$(base64 -w0 "$repo/roles/autostop/files/gpubox-autostop.py")
 
 ssh -p "$port" -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
