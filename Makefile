@@ -80,7 +80,7 @@ integration: test-deps ## playbooks against moto server and systemd containers o
 	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/integration -q
 
 molecule: test-deps ## the host roles' molecule scenarios
-	molecule test --all
+	molecule --base-config .config/molecule/config.yml test --all
 
 # Last: the stand-in host installs from the wheelhouse molecule's prepare fills (else from the package index).
 e2e: test-deps ## the demo and the whole launch flow, JupyterLab through the tunnel in a browser
