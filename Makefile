@@ -20,7 +20,6 @@ PLAYBOOKS := launch configure verify stop start status teardown autostop bake im
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## make the virtualenv and install Ansible and its collections (the other targets do it first)
 launch: ## launch a box, or reconfigure it: type=g5.xlarge [name=NAME] [os=...] [ami=...|ami=baked] [market=spot]
 configure: ## configure the host half again, on a running box: [name=NAME | all_boxes=true]
 verify: ## check the GPU, driver and Python environments, with a benchmark: [name=NAME] [repair=true]
@@ -31,9 +30,6 @@ teardown: ## terminate the box, keep its data volume: [name=NAME] [confirm=true]
 autostop: ## change auto-stop on a running box: [name=NAME] minutes=120 | max_hours=8 | hold=3h
 bake: ## an image of a configured box's root disk, for `launch ami=baked`: [name=NAME] [no_reboot=true]
 images: ## list your baked images and their cost, or prune them: [prune_keep=2] [confirm=true]
-demo: ## the whole flow against stand-ins (moto server, a systemd container), no AWS account needed
-demo-down: ## remove what `make demo` left running
-test: ## install what the tests need, then run them all (lint, unit, aws, integration, molecule, e2e)
 
 $(VENV)/.setup: requirements.txt requirements.yml
 	$(PYTHON) -m venv $(VENV)
@@ -41,16 +37,16 @@ $(VENV)/.setup: requirements.txt requirements.yml
 	$(BIN)/ansible-galaxy collection install -r requirements.yml >/dev/null
 	touch $@
 
-setup: $(VENV)/.setup
+setup: $(VENV)/.setup ## make the virtualenv and install Ansible and its collections (the other targets do it first)
 
 $(PLAYBOOKS): $(VENV)/.setup
 	$(BIN)/ansible-playbook $@.yml $(EXTRA) $(ARGS)
 
 # The same launch against moto server and a systemd container with sshd (needs Docker; see README).
-demo: $(VENV)/.test-deps
+demo: $(VENV)/.test-deps ## the whole flow against stand-ins (moto server, a systemd container), no AWS account needed
 	python scripts/demo.py up
 
-demo-down: $(VENV)/.test-deps
+demo-down: $(VENV)/.test-deps ## remove what `make demo` left running
 	python scripts/demo.py down
 
 # --- Tests
@@ -63,7 +59,7 @@ test-deps: $(VENV)/.test-deps ## install what the tests need: Python packages, D
 	scripts/build-test-image.sh
 	tests/tools/ensure-browser.sh
 
-test: test-deps lint unit aws integration molecule e2e
+test: test-deps lint unit aws integration molecule e2e ## install what the tests need, then run them all (lint, unit, aws, integration, molecule, e2e)
 
 lint: $(VENV)/.test-deps ## yamllint and ansible-lint (production profile)
 	yamllint --strict .
