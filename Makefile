@@ -59,11 +59,14 @@ test-deps: $(VENV)/.test-deps ## install what the tests need: Python packages, D
 	scripts/build-test-image.sh
 	tests/tools/ensure-browser.sh
 
-test: test-deps lint unit aws integration molecule e2e ## install what the tests need, then run them all (lint, unit, aws, integration, molecule, e2e)
+# integration and e2e in one run, side by side (CONTAINER_TESTS below).
+test: test-deps lint unit aws molecule ## install what the tests need, then run them all (lint, unit, aws, molecule, integration, e2e)
+	$(CONTAINER_TESTS) tests/integration tests/e2e
 
-lint: $(VENV)/.test-deps ## yamllint and ansible-lint (production profile)
+lint: $(VENV)/.test-deps ## yamllint, ansible-lint (production profile) and ansible-test sanity on gpubox.box
 	yamllint --strict .
 	ansible-lint --offline
+	tests/tools/ansible-test-sanity.sh
 
 unit: $(VENV)/.test-deps ## the unit tests: plugins, planner, filters (no Docker)
 	python -m pytest tests/unit -q
@@ -72,12 +75,16 @@ unit: $(VENV)/.test-deps ## the unit tests: plugins, planner, filters (no Docker
 aws: $(VENV)/.test-deps ## the AWS half's playbooks against moto server
 	python -m pytest tests/aws -q -n 2
 
+# The suites on systemd containers run three files at a time: their time is mostly waiting (auto-stop's idle
+# minutes, downloads, SSH), not the two cores. Each test makes its own container, moto server and ports.
+CONTAINER_TESTS := GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest -q -n 3 --dist loadfile
+
 integration: test-deps ## playbooks against moto server and systemd containers over SSH
-	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/integration -q
+	$(CONTAINER_TESTS) tests/integration
 
 molecule: test-deps ## the host roles' molecule scenarios
 	molecule --base-config .config/molecule/config.yml test --all
 
 # Last: the stand-in host installs from the wheelhouse molecule's prepare fills (else from the package index).
 e2e: test-deps ## the demo and the whole launch flow, JupyterLab through the tunnel in a browser
-	GPUBOX_REQUIRE_INTEGRATION=1 python -m pytest tests/e2e -q
+	$(CONTAINER_TESTS) tests/e2e

@@ -21,7 +21,7 @@ IMAGE = f"{os.environ.get('GPUBOX_TEST_IMAGE', 'gpubox-test')}:{os.environ.get('
 LOGIN_USER = "ubuntu"
 # An x86_64 Ubuntu AMI that moto ships (moto has no Deep Learning AMI parameters).
 MOTO_UBUNTU_AMI = "ami-1e749f67"
-# systemd as PID 1 on this kind of machine: --privileged fails, these settings work (README: Tests).
+# systemd as PID 1 on this kind of machine: --privileged fails, these settings work (docs/testing.md).
 SYSTEMD_ARGS = [
     "--cap-add", "SYS_ADMIN",
     "--security-opt", "seccomp=unconfined",

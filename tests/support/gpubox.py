@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,9 @@ class Gpubox:
         self.env = {
             "PATH": os.environ["PATH"],
             "HOME": str(home),
+            # SSH's control sockets in a short folder: under pytest's deep temporary HOME (deeper still with xdist's
+            # worker folders) the path passes the 108-byte limit of a Unix socket, and the login fails.
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="gpubox-cp-"),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             **({"AWS_ENDPOINT_URL": moto} if moto else {}),

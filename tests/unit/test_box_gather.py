@@ -10,6 +10,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from ansible_collections.amazon.aws.plugins.module_utils import cloud
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry, RetryingBotoClientWrapper
 from ansible_collections.gpubox.box.plugins.module_utils import box_gather as gather
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
 from ansible_collections.gpubox.box.plugins.modules import ec2_box_create as create
@@ -19,6 +21,11 @@ MANAGED = {"Name": "tag:gpubox:managed-by", "Values": ["gpubox"]}
 
 def client(service):
     return boto3.client(service, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+
+
+def retrying(ec2):
+    """The client as the create module gets it (AnsibleAWSModule.client with AWSRetry.jittered_backoff)."""
+    return RetryingBotoClientWrapper(ec2, AWSRetry.jittered_backoff())
 
 
 def aws_instance(iid, name, state="running", itype="g5.xlarge", generation=None, **tags):
@@ -175,7 +182,7 @@ def expect_state(stub, iid, state, tags=BOX_TAGS, reason=""):
 
 
 def create_instance(ec2):
-    return create.create_once(ec2, "instance", TOKEN, PARAMS, ["sg-1"], sleep=lambda s: None)
+    return create.create_once(retrying(ec2), "instance", TOKEN, PARAMS, ["sg-1"], sleep=lambda s: None)
 
 
 ENDED_BY_A_USER = "Client.UserInitiatedShutdown: User initiated shutdown"
@@ -240,7 +247,20 @@ def test_the_token_carries_the_boxs_security_group():
                            "SecurityGroupIds": ["sg-1"]})
         expect_state(stub, "i-new", "pending")
         token = {**TOKEN, "generation": 1, "salt": "sg-1"}
-        assert create.create_once(ec2, "instance", token, PARAMS, ["sg-1"], sleep=lambda s: None) == ("i-new", 1)
+        assert create.create_once(retrying(ec2), "instance", token, PARAMS, ["sg-1"], sleep=lambda s: None) == ("i-new", 1)
+
+
+def test_a_throttled_launch_is_sent_again_with_the_same_token(monkeypatch):
+    """amazon.aws's retry decorator: EC2's request limit is waited out; the same ClientToken makes the retry safe."""
+    slept = []
+    monkeypatch.setattr(cloud.time, "sleep", slept.append)
+    ec2 = client("ec2")
+    with Stubber(ec2) as stub:
+        expect_run(stub, 3, error="RequestLimitExceeded")
+        expect_run(stub, 3, answer="i-new")
+        expect_state(stub, "i-new", "pending")
+        assert create_instance(ec2) == ("i-new", 3)
+    assert len(slept) == 1
 
 
 def test_an_answer_that_is_not_the_box_is_refused():
@@ -278,14 +298,14 @@ def test_a_key_pair_or_group_made_meanwhile_is_used_only_when_it_is_the_boxs():
     with Stubber(ec2) as stub:
         stub.add_client_error("import_key_pair", service_error_code="InvalidKeyPair.Duplicate")
         stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "gpubox-lab", "Tags": BOX_TAGS}]}, lookup)
-        assert create.create_named(ec2, "key_pair", TOKEN, key, b"ssh-ed25519 AAAA me") == ("gpubox-lab", False)
+        assert create.create_named(retrying(ec2), "key_pair", TOKEN, key, b"ssh-ed25519 AAAA me") == ("gpubox-lab", False)
     with Stubber(ec2) as stub:
         stub.add_client_error("import_key_pair", service_error_code="InvalidKeyPair.Duplicate")
         stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "gpubox-lab", "Tags": [
             {"Key": "gpubox:managed-by", "Value": "gpubox"}, {"Key": "gpubox:name", "Value": "lab"},
             {"Key": "gpubox:owner", "Value": "AIDAALICE"}]}]}, lookup)
         with pytest.raises(create.Refused, match="A key pair named gpubox-lab appeared since gpubox looked"):
-            create.create_named(ec2, "key_pair", TOKEN, key, b"ssh-ed25519 AAAA me")
+            create.create_named(retrying(ec2), "key_pair", TOKEN, key, b"ssh-ed25519 AAAA me")
 
     group = {"GroupName": "gpubox-lab", "Description": "d", "VpcId": "vpc-1", "TagSpecifications": []}
     with Stubber(ec2) as stub:
@@ -294,7 +314,7 @@ def test_a_key_pair_or_group_made_meanwhile_is_used_only_when_it_is_the_boxs():
             {"GroupId": "sg-mine", "GroupName": "gpubox-lab", "Tags": BOX_TAGS}]},
             {"Filters": [{"Name": "group-name", "Values": ["gpubox-lab"]}, {"Name": "vpc-id", "Values": ["vpc-1"]}]})
         # Used as it is: its rules are the other run's business.
-        assert create.create_named(ec2, "security_group", TOKEN, group, ingress=[{"IpProtocol": "tcp"}]) == ("sg-mine", False)
+        assert create.create_named(retrying(ec2), "security_group", TOKEN, group, ingress=[{"IpProtocol": "tcp"}]) == ("sg-mine", False)
 
 
 def test_every_command_the_planner_takes_is_gathered_for():

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry, RetryingBotoClientWrapper
 from ansible_collections.gpubox.box.plugins.action import ec2_box_create as action
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
 from ansible_collections.gpubox.box.plugins.module_utils import box_plan as planner
@@ -215,10 +216,12 @@ def _attempt(zone):
 
 
 def _launcher(ec2):
-    """What the module does for one launch (main() without Ansible), on a stubbed client."""
+    """What the module does for one launch (main() without Ansible), on a stubbed client with the module's retries."""
+    client = RetryingBotoClientWrapper(ec2, AWSRetry.jittered_backoff())
+
     def launch(attempt, look_first):
         try:
-            iid, generation = create.create_once(ec2, "instance", TOKEN, attempt["params"], sleep=lambda s: None)
+            iid, generation = create.create_once(client, "instance", TOKEN, attempt["params"], sleep=lambda s: None)
         except create.botocore.exceptions.ClientError as e:
             return {"failed": True, **(create.capacity_failure(e) or {"msg": str(e)})}
         return {"changed": True, "id": iid, "generation": generation}

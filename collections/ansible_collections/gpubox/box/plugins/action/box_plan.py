@@ -112,7 +112,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         families, quota_groups = load_catalog(args["catalog"])
         found = gather({**args, "adopt": args["settings"].get("adopt"), "market": args["settings"].get("market")},
                        families, quota_groups)

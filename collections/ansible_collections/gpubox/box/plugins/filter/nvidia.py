@@ -28,7 +28,7 @@ def os_key(os_id, os_version):
     name = {"amazonlinux": "amazon", "amzn": "amazon", "al": "amazon"}.get(name, name)
     version = str(os_version).strip()
     if name in ("amazon", "debian"):
-        version = version.split(".")[0]
+        version = version.split(".", maxsplit=1)[0]
     return f"{name}-{version}"
 
 
@@ -220,7 +220,7 @@ def driver_problems(plan, version, cuda_versions=()):
             f"driver {version} does not drive {gpu}: branch {plan['max_branch']} is their last; "
             f"use an image with branch {plan['max_branch']} (ami=ubuntu installs it)"
         )
-    for cuda in sorted({str(v).split(".")[0] for v in cuda_versions or () if str(v).strip()}, key=_as_int):
+    for cuda in sorted({str(v).split(".", maxsplit=1)[0] for v in cuda_versions or () if str(v).strip()}, key=_as_int):
         if cuda.isdigit() and int(cuda) > plan["max_cuda_major"]:
             problems.append(f"CUDA {cuda} does not support {gpu}; their last CUDA is {plan['max_cuda_major']}.x")
             continue

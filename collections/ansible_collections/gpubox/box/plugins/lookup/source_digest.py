@@ -1,11 +1,5 @@
 """gpubox.box.source_digest: a digest of a role's code, so that a role whose code changed runs in full again."""
 
-import hashlib
-import os
-
-from ansible.errors import AnsibleLookupError
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = r"""
 name: source_digest
 short_description: A digest of the files under some directories, and of this collection's plugins
@@ -19,7 +13,7 @@ options:
   _terms:
     description: Directories (a role's role_path).
     required: true
-author: gpubox
+author: gpubox developers (@gpubox)
 """
 
 EXAMPLES = r"""
@@ -34,6 +28,13 @@ _raw:
   type: list
   elements: str
 """
+
+import hashlib
+import os
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
 
 PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ DEFAULT_TYPE = "g5.xlarge"
 
 
 def _split(type_name):
-    family, _, size = str(type_name).strip().partition(".")
+    family, size = str(type_name).strip().partition(".")[::2]
     return family, size
 
 
@@ -48,7 +48,7 @@ def nearest_instance_types(type_name, families, count=3):
     typed = str(type_name).strip().lower()
     found = difflib.get_close_matches(typed, names, n=count, cutoff=0.5)
     if not found:
-        family, _ = _split(typed)
+        family = _split(typed)[0]
         found = [n for n in names if n.startswith(family + ".")][:count]
     return found
 

@@ -260,7 +260,10 @@ class _Box:
         self.groups = [g for g in found.get("security_groups", []) if g.get("group_name") == resource]
         self.keys = [k for k in found.get("key_pairs", []) if k.get("name") == resource]
         named = [r for r in self.groups + self.keys if box(r)]
-        owners_of = (lambda rs: sorted({r["tags"].get(identity.OWNER, "") for r in rs}))  # noqa: E731
+
+        def owners_of(resources):
+            return sorted({r["tags"].get(identity.OWNER, "") for r in resources})
+
         self.owner = caller.get("user_id", "")
         self.owners = []  # with allow_other_owner: the owners the box's resources are split between
         if any_owner:
@@ -358,7 +361,7 @@ def plan(settings, found, families, quota_groups, images):
     nothing = "Nothing was created." if action in ("launch", "bake") else "Nothing was changed."
 
     if action in ("launch", "autostop"):
-        _, problem = autostop_tags(settings)
+        problem = autostop_tags(settings)[1]
         if problem:
             result["problems"].append(f"{problem} {nothing}")
             return result
@@ -526,7 +529,7 @@ def _plan_find(result, settings, found, box, families, quota_groups, images):
 def _plan_autostop(result, settings, found, box, families, quota_groups, images):
     """autostop.yml: the running box whose auto-stop changes, as a record for the host play (which changes the box,
     then the tags status.yml shows, once the box has the settings)."""
-    wanted, _ = autostop_tags(settings)
+    wanted = autostop_tags(settings)[0]
     if not wanted and not str(settings.get("hold", "")).strip():
         result["problems"].append(
             "Say what to change: -e minutes=120 (idle minutes; 0 switches the idle stop off), -e max_hours=8 (0: no "
@@ -748,11 +751,13 @@ def _plan_launch(result, settings, found, box, families, quota_groups, images):
         if itype != wanted:
             result["notes"].append(f"{wanted} is not offered in {region}; launching {itype} instead (substitute=true).")
         image, problem = _choose_image(settings, found, instance, itype, entry, images, region, result["notes"])
+        placement = {}
         if not problem:
             placement, problem = _choose_placement(found, box, instance, itype, region)
     else:
         choices, problem = _choose_launches(settings, found, box, types, market, families, quota_groups, images, region,
                                             result)
+        placement = {}
         if not problem:
             first = choices[0]
             itype, entry, image = first["type"], first["entry"], first["image"]
@@ -1130,8 +1135,8 @@ def _ssh_source(settings, found):
 
 
 def _quota_problem(found, instance, state, entry, itype, families, quota_groups, region, warnings, market="on-demand"):
-    code, name = (entry["spot_code"], entry["spot_name"]) if market == "spot" else (entry["on_demand_code"],
-                                                                                 entry["on_demand_name"])
+    prefix = "spot" if market == "spot" else "on_demand"
+    code, name = entry[f"{prefix}_code"], entry[f"{prefix}_name"]
     quota = found.get("quotas", {}).get(code, {})
     if quota.get("value") is None:
         warnings.append(

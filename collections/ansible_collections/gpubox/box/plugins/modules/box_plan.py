@@ -75,7 +75,7 @@ options:
     description: Per operating system, its SSH user, root device and the SSM parameters of its AMIs.
     type: dict
     required: true
-author: gpubox
+author: gpubox developers (@gpubox)
 """
 
 EXAMPLES = r"""

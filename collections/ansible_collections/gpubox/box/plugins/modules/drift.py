@@ -1,18 +1,6 @@
 #!/usr/bin/python
 """Tell from evidence whether what a role set up is still as the role left it (the no-op re-run's shortcut)."""
 
-import glob
-import grp
-import hashlib
-import json
-import os
-import pwd
-import re
-import stat
-import tempfile
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: drift
 short_description: Compare what a role set up with what it left at its last complete run
@@ -73,7 +61,7 @@ options:
     description: Where the records are kept (root's only).
     type: path
     default: /var/lib/gpubox/drift
-author: gpubox
+author: gpubox developers (@gpubox)
 """
 
 EXAMPLES = r"""
@@ -106,6 +94,19 @@ drifted:
   elements: str
   returned: always
 """
+
+import glob
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SHOWN = 20
@@ -150,7 +151,7 @@ def mountinfo(text):
     """Mount point -> 'source fstype' from /proc/self/mountinfo (the last mount on a point is the one seen)."""
     mounts = {}
     for line in text.splitlines():
-        before, _, after = line.partition(" - ")
+        before, after = line.partition(" - ")[::2]
         fields, rest = before.split(), after.split()
         if len(fields) < 5 or len(rest) < 2:
             continue
@@ -176,7 +177,7 @@ def package_versions(module, packages):
     found = {}
     dpkg = module.get_bin_path("dpkg-query")
     if dpkg:
-        _, out, _ = module.run_command([dpkg, "-W", "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n", *packages])
+        out = module.run_command([dpkg, "-W", "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n", *packages])[1]
         for line in out.splitlines():
             parts = line.split("\t")
             # Status-Abbrev: wanted state, then current state ('i': installed, also for a held package: "hi").
@@ -184,7 +185,7 @@ def package_versions(module, packages):
                 found[parts[0]] = parts[2]
     else:
         rpm = module.get_bin_path("rpm", required=True)
-        _, out, _ = module.run_command([rpm, "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\n", *packages])
+        out = module.run_command([rpm, "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\n", *packages])[1]
         for line in out.splitlines():
             parts = line.split("\t")
             if len(parts) == 2:

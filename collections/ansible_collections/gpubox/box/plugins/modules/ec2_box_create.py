@@ -71,6 +71,7 @@ options:
     description: Refuse when a live instance of the box exists already (a launch after the first).
     type: bool
     default: false
+author: gpubox developers (@gpubox)
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -124,6 +125,7 @@ except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.gpubox.box.plugins.module_utils import box_gather
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
 
@@ -162,9 +164,9 @@ def _call(client, resource, token, params, security_group_ids):
     """(id, when it was made): a new resource, or the one EC2 made for this token before."""
     if resource == "instance":
         extra = {"SecurityGroupIds": security_group_ids} if security_group_ids else {}
-        answer = client.run_instances(ClientToken=token, MinCount=1, MaxCount=1, **params, **extra)["Instances"][0]
+        answer = client.run_instances(aws_retry=True, ClientToken=token, MinCount=1, MaxCount=1, **params, **extra)["Instances"][0]
         return answer["InstanceId"], answer.get("LaunchTime")
-    answer = client.create_volume(ClientToken=token, **params)
+    answer = client.create_volume(aws_retry=True, ClientToken=token, **params)
     return answer["VolumeId"], answer.get("CreateTime")
 
 
@@ -197,12 +199,12 @@ def _described(client, resource, resource_id):
     """(state, tags, state reason) of the instance or volume; (None, {}, "") when EC2 does not list it."""
     try:
         if resource == "instance":
-            reservations = client.describe_instances(InstanceIds=[resource_id])["Reservations"]
+            reservations = client.describe_instances(aws_retry=True, InstanceIds=[resource_id])["Reservations"]
             found = reservations[0]["Instances"][0] if reservations else None
             state = found["State"]["Name"] if found else None
             reason = (found or {}).get("StateReason", {}).get("Message", "")
         else:
-            volumes = client.describe_volumes(VolumeIds=[resource_id])["Volumes"]
+            volumes = client.describe_volumes(aws_retry=True, VolumeIds=[resource_id])["Volumes"]
             found = volumes[0] if volumes else None
             state, reason = (found["State"] if found else None), ""
     except botocore.exceptions.ClientError as e:
@@ -228,10 +230,10 @@ def _live_of_box(client, resource, token):
                {"Name": f"tag:{identity.OWNER}", "Values": [identity.escape_filter_value(token["owner"])]}]
     if resource == "instance":
         filters.append({"Name": "instance-state-name", "Values": list(identity.LIVE_STATES)})
-        reservations = client.describe_instances(Filters=filters)["Reservations"]
+        reservations = client.describe_instances(aws_retry=True, Filters=filters)["Reservations"]
         return sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
     filters.append({"Name": f"tag:{identity.ROLE}", "Values": ["data"]})
-    return sorted(v["VolumeId"] for v in client.describe_volumes(Filters=filters)["Volumes"]
+    return sorted(v["VolumeId"] for v in client.describe_volumes(aws_retry=True, Filters=filters)["Volumes"]
                   if v["State"] not in DEAD["volume"])
 
 
@@ -283,11 +285,11 @@ def _existing(client, resource, params):
     """The key pair or security group of this name (in this VPC) that exists now, or None."""
     if resource == "key_pair":
         filters = [{"Name": "key-name", "Values": [identity.escape_filter_value(params["KeyName"])]}]
-        found = [k for k in client.describe_key_pairs(Filters=filters)["KeyPairs"] if k["KeyName"] == params["KeyName"]]
+        found = [k for k in client.describe_key_pairs(aws_retry=True, Filters=filters)["KeyPairs"] if k["KeyName"] == params["KeyName"]]
         return (found[0]["KeyName"], box_gather.tags_dict(found[0].get("Tags"))) if found else None
     filters = [{"Name": "group-name", "Values": [identity.escape_filter_value(params["GroupName"])]},
                {"Name": "vpc-id", "Values": [params["VpcId"]]}]
-    found = [g for g in client.describe_security_groups(Filters=filters)["SecurityGroups"]
+    found = [g for g in client.describe_security_groups(aws_retry=True, Filters=filters)["SecurityGroups"]
              if g["GroupName"] == params["GroupName"]]
     return (found[0]["GroupId"], box_gather.tags_dict(found[0].get("Tags"))) if found else None
 
@@ -306,11 +308,11 @@ def create_named(client, resource, token, params, public_key=b"", ingress=()):
     is used as it is; another is a refusal."""
     try:
         if resource == "key_pair":
-            client.import_key_pair(PublicKeyMaterial=public_key, **params)
+            client.import_key_pair(aws_retry=True, PublicKeyMaterial=public_key, **params)
             return params["KeyName"], True
-        group_id = client.create_security_group(**params)["GroupId"]
+        group_id = client.create_security_group(aws_retry=True, **params)["GroupId"]
         if ingress:
-            client.authorize_security_group_ingress(GroupId=group_id, IpPermissions=list(ingress))
+            client.authorize_security_group_ingress(aws_retry=True, GroupId=group_id, IpPermissions=list(ingress))
         return group_id, True
     except botocore.exceptions.ClientError as e:
         if not _code(e).endswith(".Duplicate"):
@@ -335,7 +337,7 @@ def main():
     module = AnsibleAWSModule(
         argument_spec={
             "resource": {"type": "str", "required": True, "choices": ["instance", "volume", "key_pair", "security_group"]},
-            "token": {"type": "dict", "required": True},
+            "token": {"type": "dict", "required": True, "no_log": False},  # the box's identity, not a secret
             "params": {"type": "dict", "required": True},
             "security_group_ids": {"type": "list", "elements": "str", "default": []},
             "public_key_file": {"type": "path"},
@@ -348,7 +350,7 @@ def main():
         required_if=[("resource", "key_pair", ["public_key_file"])],
         supports_check_mode=False,
     )
-    client = module.client("ec2")
+    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
     resource, params, token = module.params["resource"], module.params["params"], module.params["token"]
     started = time.monotonic()
     try:
@@ -378,7 +380,7 @@ def main():
     try:
         wait_until(client, resource, resource_id, max(1, module.params["wait_timeout"] - int(time.monotonic() - started)))
         if resource == "instance":
-            answer = client.describe_instances(InstanceIds=[resource_id])["Reservations"][0]["Instances"][0]
+            answer = client.describe_instances(aws_retry=True, InstanceIds=[resource_id])["Reservations"][0]["Instances"][0]
             result["instance"] = box_gather.snake_case(box_gather.plain(answer))
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"{resource.capitalize()} {resource_id} was created, but waiting for it failed", **result)

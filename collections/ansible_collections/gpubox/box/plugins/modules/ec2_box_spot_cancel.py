@@ -18,7 +18,7 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
-author: gpubox
+author: gpubox developers (@gpubox)
 """
 
 EXAMPLES = r"""
@@ -41,6 +41,7 @@ except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 
 def main():
@@ -50,7 +51,8 @@ def main():
     if not ids:
         module.exit_json(changed=False, cancelled=[])
     try:
-        answer = module.client("ec2").cancel_spot_instance_requests(SpotInstanceRequestIds=ids)
+        answer = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff()).cancel_spot_instance_requests(
+            aws_retry=True, SpotInstanceRequestIds=ids)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Could not cancel the spot requests {', '.join(ids)}")
     cancelled = [{"id": r["SpotInstanceRequestId"], "state": r.get("State", "")}

@@ -26,6 +26,7 @@ options:
         loaded.
     type: path
     default: /proc/driver/nvidia/version
+author: gpubox developers (@gpubox)
 notes:
   - Output of nvidia-smi that is not well-formed XML fails the task, naming the parser's error.
   - Compute capability is not in the XML of current drivers (DTD v13); it is derived from the
@@ -131,7 +132,7 @@ ansible_facts:
             pci_bus_id: {description: PCI bus id., type: str, sample: "00000000:00:06.0"}
             memory_total_mib: {description: Frame buffer memory in MiB., type: int, sample: 81559}
             memory_used_mib: {description: Frame buffer memory in use in MiB., type: int, sample: 0}
-            compute_capability: {description: CUDA compute capability, null when unknown., type: str, sample: "9.0"}
+            compute_capability: {description: "CUDA compute capability, null when unknown.", type: str, sample: "9.0"}
             compute_capability_source:
               description: C(nvidia-smi) when the XML has it, C(table) when derived from name or architecture, or null.
               type: str
@@ -150,7 +151,7 @@ ansible_facts:
               description: Current clocks in MHz.
               type: dict
               sample: {graphics_mhz: 375, sm_mhz: 375, memory_mhz: 2619}
-            power_limit_w: {description: Power limit in force, in watts., type: float, sample: 700.0}
+            power_limit_w: {description: "Power limit in force, in watts.", type: float, sample: 700.0}
             power_draw_w: {description: Average power draw in watts., type: float, sample: 111.65}
             utilization:
               description: GPU and memory utilisation in percent.
@@ -308,7 +309,7 @@ def parse_smi_xml(text):
     """Parse `nvidia-smi -q -x` output. Raises SmiXmlError when it is not what nvidia-smi prints."""
     if not text or not text.strip():
         raise SmiXmlError("the XML is empty")
-    _, xml_text = split_preamble(text)
+    xml_text = split_preamble(text)[1]
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as e:
@@ -457,7 +458,7 @@ def main():
 
     smi = None
     if smi_text is not None:
-        preamble, _ = split_preamble(smi_text)
+        preamble = split_preamble(smi_text)[0]
         if preamble:
             module.warn(f"{source} printed before its XML: {preamble}")
         try:
