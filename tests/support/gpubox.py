@@ -87,12 +87,13 @@ class Gpubox:
         self.moto = moto
         self.home = home
         self.repo = repo
+        self._control_dir = tempfile.TemporaryDirectory(prefix="gpubox-cp-")  # removed with this object
         self.env = {
             "PATH": os.environ["PATH"],
             "HOME": str(home),
             # SSH's control sockets in a short folder: under pytest's deep temporary HOME (deeper still with xdist's
             # worker folders) the path passes the 108-byte limit of a Unix socket, and the login fails.
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="gpubox-cp-"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": self._control_dir.name,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             **({"AWS_ENDPOINT_URL": moto} if moto else {}),

@@ -52,7 +52,8 @@ def check_default(where, name, value, option):
     if plain(value):
         assert "default" in option, f"{where}: {name} has the plain default {value!r}: give it as the spec's default"
     if "default" in option:
-        assert not has_jinja(value) and option["default"] == value, (
+        # The same type too: YAML's false is not 0 (Python says False == 0).
+        assert not has_jinja(value) and type(option["default"]) is type(value) and option["default"] == value, (
             f"{where}: {name}'s spec default {option['default']!r} differs from its value {value!r}")
     else:
         assert settings_table.split_default(description)[1], (

@@ -151,17 +151,23 @@ def test_systemctl_show_is_read_unit_by_unit():
     assert shown["gpubox-autostop.timer"].endswith("DropInPaths=/etc/systemd/system/gpubox-autostop.timer.d/x.conf")
 
 
-def test_the_source_digest_follows_every_file_but_compiled_python_and_readmes(tmp_path):
+def test_the_source_digest_follows_every_file_but_compiled_python_and_docs(tmp_path):
     role = tmp_path / "role"
     (role / "tasks").mkdir(parents=True)
+    (role / "meta").mkdir()
     (role / "tasks" / "main.yml").write_text("---\n")
     first = tree_digest([str(role)])
     (role / "README.md").write_text("words\n")
+    (role / "meta" / "argument_specs.yml").write_text("argument_specs: {}\n")
     (role / "tasks" / "__pycache__").mkdir()
     (role / "tasks" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     assert tree_digest([str(role)]) == first
     (role / "tasks" / "main.yml").write_text("---\n# changed\n")
     assert tree_digest([str(role)]) != first
+    (role / "tasks" / "main.yml").write_text("---\n")
+    (role / "meta" / "main.yml").write_text("dependencies: []\n")
+    assert tree_digest([str(role)]) != first
+    (role / "meta" / "main.yml").unlink()
     (role / "tasks" / "main.yml").write_text("---\n")
     (role / "tasks" / "main.yml").rename(role / "tasks" / "other.yml")
     assert tree_digest([str(role)]) != first  # a renamed file is a change

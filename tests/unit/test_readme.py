@@ -39,7 +39,12 @@ def test_no_line_is_over_120_characters(page):
     assert not long, f"{page_id(page)}: lines over 120 characters: {long}"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
+# Links are checked on every page, the generated one and the roles' and plugins' READMEs too.
+LINKED = [*PAGES, REPO / "docs" / "settings.md", *sorted(REPO.glob("roles/*/README.md")),
+          REPO / "collections" / "ansible_collections" / "gpubox" / "box" / "README.md"]
+
+
+@pytest.mark.parametrize("page", LINKED, ids=page_id)
 def test_every_relative_link_leads_to_a_file_and_heading(page):
     broken = []
     for link in LINK.findall(prose(page)):

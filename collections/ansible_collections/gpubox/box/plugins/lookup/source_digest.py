@@ -5,8 +5,8 @@ name: source_digest
 short_description: A digest of the files under some directories, and of this collection's plugins
 description:
   - Hashes every file under the directories given (their paths relative to each directory, and their content), and
-    the plugins of the gpubox.box collection, whose filters and modules the roles use. Compiled Python and READMEs
-    are left out.
+    the plugins of the gpubox.box collection, whose filters and modules the roles use. Compiled Python, READMEs and
+    a role's meta/argument_specs.yml (descriptions of its inputs) are left out.
   - The roles put it in the settings digest of gpubox.box.drift, so that an upgraded gpubox never skips a role on
     the evidence of the old code's run.
 options:
@@ -39,6 +39,10 @@ from ansible.plugins.lookup import LookupBase
 PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# A role's file that only documents and checks its inputs: editing a description must not re-run every box's roles.
+DOCS_ONLY = {os.path.join("meta", "argument_specs.yml")}
+
+
 def tree_digest(directories):
     digest = hashlib.sha256()
     for top in directories:
@@ -47,9 +51,9 @@ def tree_digest(directories):
         for root, dirs, files in os.walk(top):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(files):
-                if name.endswith(".pyc") or name.startswith("README"):
-                    continue
                 path = os.path.join(root, name)
+                if name.endswith(".pyc") or name.startswith("README") or os.path.relpath(path, top) in DOCS_ONLY:
+                    continue
                 digest.update(os.path.relpath(path, top).encode() + b"\0")
                 with open(path, "rb") as handle:
                     digest.update(hashlib.sha256(handle.read()).digest())

@@ -129,6 +129,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.gpubox.box.plugins.module_utils import box_gather
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
 
+# EC2's throttling and brief outages waited out, briefly: at most 5 tries and under 40 s of waits per call (the
+# decorator's default, 10 tries, can wait over 5 minutes per call with nothing shown).
+RETRY = AWSRetry.jittered_backoff(retries=5, delay=3, max_delay=15)
+
 # Generations tried past the plan's before giving up (each spent one is a box made and removed within a day).
 MAX_GENERATIONS = 20
 DEAD = {"instance": ("shutting-down", "terminated"), "volume": ("deleting", "deleted", "error")}
@@ -350,7 +354,7 @@ def main():
         required_if=[("resource", "key_pair", ["public_key_file"])],
         supports_check_mode=False,
     )
-    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
+    client = module.client("ec2", retry_decorator=RETRY)
     resource, params, token = module.params["resource"], module.params["params"], module.params["token"]
     started = time.monotonic()
     try:

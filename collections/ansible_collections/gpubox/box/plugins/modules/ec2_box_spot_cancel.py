@@ -43,6 +43,10 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
+# EC2's throttling and brief outages waited out, briefly: at most 5 tries and under 40 s of waits per call (the
+# decorator's default, 10 tries, can wait over 5 minutes per call with nothing shown).
+RETRY = AWSRetry.jittered_backoff(retries=5, delay=3, max_delay=15)
+
 
 def main():
     module = AnsibleAWSModule(argument_spec={"ids": {"type": "list", "elements": "str", "required": True}},
@@ -51,7 +55,7 @@ def main():
     if not ids:
         module.exit_json(changed=False, cancelled=[])
     try:
-        answer = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff()).cancel_spot_instance_requests(
+        answer = module.client("ec2", retry_decorator=RETRY).cancel_spot_instance_requests(
             aws_retry=True, SpotInstanceRequestIds=ids)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Could not cancel the spot requests {', '.join(ids)}")
