@@ -2,8 +2,8 @@
 
 ansible-test runs it with a new virtualenv's Python and get-pip's arguments (pip's install options, the packages,
 and --no-setuptools / --no-wheel): it bootstraps pip from the wheel Python ships (ensurepip, no network), then has
-that pip install what was asked from the package index. `make lint` puts it where ansible-test looks first,
-~/.ansible/test/cache/get_pip_24_2.py.
+that pip install what was asked from the package index. tests/tools/ansible-test-sanity.sh puts it where ansible-test
+looks first (~/.ansible/test/cache/get_pip_<version>.py) for its run only.
 """
 
 import subprocess
