@@ -7,12 +7,13 @@ set -o errexit -o nounset -o pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 amazon=$(python -c 'import ansible_collections.amazon.aws as c; print(list(c.__path__)[0])') || {
   echo "ansible-test-sanity: amazon.aws is not importable with $(command -v python): run make setup" >&2; exit 1; }
+python_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 # The bootstrap script for the pip version ansible-test installs, where ansible-test looks for it. Ours only for
 # this run: put there when none is, removed on exit (another project's ansible-test must not find it later).
-cache=$(python - <<'PY'
+cache=$(python - "$python_version" <<'PY'
 import os, sys, types
 from ansible_test._internal.python_requirements import get_venv_packages
-pip = get_venv_packages(types.SimpleNamespace(version="%d.%d" % sys.version_info[:2]))["pip"]
+pip = get_venv_packages(types.SimpleNamespace(version=sys.argv[1]))["pip"]
 print(os.path.expanduser("~/.ansible/test/cache/get_pip_%s.py" % pip.replace(".", "_")))
 PY
 )
@@ -35,5 +36,4 @@ cp -r "$repo/collections/ansible_collections/gpubox/box" "$root/gpubox/box"
 cp -r "$amazon" "$root/amazon/aws"
 find "$root" -name __pycache__ -prune -exec rm -rf {} +
 cd "$root/gpubox/box"
-python_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 ansible-test sanity --venv --python "$python_version" --color no

@@ -11,9 +11,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from ansible_collections.amazon.aws.plugins.module_utils import cloud
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry, RetryingBotoClientWrapper
+from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 from ansible_collections.gpubox.box.plugins.module_utils import box_gather as gather
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
+from ansible_collections.gpubox.box.plugins.module_utils.box_retry import RETRY
 from ansible_collections.gpubox.box.plugins.modules import ec2_box_create as create
 
 MANAGED = {"Name": "tag:gpubox:managed-by", "Values": ["gpubox"]}
@@ -24,8 +25,8 @@ def client(service):
 
 
 def retrying(ec2):
-    """The client as the create module gets it (AnsibleAWSModule.client with AWSRetry.jittered_backoff)."""
-    return RetryingBotoClientWrapper(ec2, AWSRetry.jittered_backoff())
+    """The client as the create module gets it (AnsibleAWSModule.client with its retry decorator)."""
+    return RetryingBotoClientWrapper(ec2, RETRY)
 
 
 def aws_instance(iid, name, state="running", itype="g5.xlarge", generation=None, **tags):

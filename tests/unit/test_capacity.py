@@ -9,11 +9,11 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry, RetryingBotoClientWrapper
 from ansible_collections.gpubox.box.plugins.action import ec2_box_create as action
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
 from ansible_collections.gpubox.box.plugins.module_utils import box_plan as planner
 from ansible_collections.gpubox.box.plugins.modules import ec2_box_create as create
+from test_box_gather import retrying
 from test_box_plan import ALICE, ME, found, group, instance, key, plan, refused, tags, volume
 
 ZONES = {"g5.xlarge": ["us-east-1a", "us-east-1b"], "g6.xlarge": ["us-east-1b"], "g4dn.xlarge": ["us-east-1a", "us-east-1c"],
@@ -217,7 +217,7 @@ def _attempt(zone):
 
 def _launcher(ec2):
     """What the module does for one launch (main() without Ansible), on a stubbed client with the module's retries."""
-    client = RetryingBotoClientWrapper(ec2, AWSRetry.jittered_backoff())
+    client = retrying(ec2)
 
     def launch(attempt, look_first):
         try:

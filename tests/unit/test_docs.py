@@ -113,14 +113,15 @@ LITERAL = re.compile(r"'[^']*'|-?[0-9]+(\.[0-9]+)?|true|false|\[\]")
 
 def user_word(value):
     """(WORD, its default as written) of '{{ WORD | default(VALUE) }}', also with a filter after it, else None."""
-    match = USER_WORD.match(value.strip())
+    value = value.strip()
+    match = USER_WORD.match(value)
     if not match:
         return None
     depth, start = 1, match.end()
-    for i in range(start, len(value.strip())):
-        depth += {"(": 1, ")": -1}.get(value.strip()[i], 0)
+    for i in range(start, len(value)):
+        depth += {"(": 1, ")": -1}.get(value[i], 0)
         if depth == 0:
-            return match.group(1), value.strip()[start:i].strip()
+            return match.group(1), value[start:i].strip()
     return None
 
 

@@ -52,9 +52,10 @@ def tree_digest(directories):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(files):
                 path = os.path.join(root, name)
-                if name.endswith(".pyc") or name.startswith("README") or os.path.relpath(path, top) in DOCS_ONLY:
+                relative = os.path.relpath(path, top)
+                if name.endswith(".pyc") or name.startswith("README") or relative in DOCS_ONLY:
                     continue
-                digest.update(os.path.relpath(path, top).encode() + b"\0")
+                digest.update(relative.encode() + b"\0")
                 with open(path, "rb") as handle:
                     digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()

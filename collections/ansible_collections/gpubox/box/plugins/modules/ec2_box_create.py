@@ -125,13 +125,9 @@ except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.gpubox.box.plugins.module_utils import box_gather
 from ansible_collections.gpubox.box.plugins.module_utils import box_identity as identity
-
-# EC2's throttling and brief outages waited out, briefly: at most 5 tries and under 40 s of AWSRetry's waits per call
-# (botocore retries within each try too); the decorator's default, 10 tries, can wait over 5 minutes in silence.
-RETRY = AWSRetry.jittered_backoff(retries=5, delay=3, max_delay=15)
+from ansible_collections.gpubox.box.plugins.module_utils.box_retry import RETRY
 
 # Generations tried past the plan's before giving up (each spent one is a box made and removed within a day).
 MAX_GENERATIONS = 20
