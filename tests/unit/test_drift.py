@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.gpubox.box.plugins.filter.python_envs import python_envs_drift_evidence
 from ansible_collections.gpubox.box.plugins.lookup.source_digest import tree_digest
-from ansible_collections.gpubox.box.plugins.modules import drift
+from ansible_collections.gpubox.box.plugins.module_utils import box_drift
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "collections/ansible_collections/gpubox/box/plugins/modules/drift.py"
@@ -65,7 +65,7 @@ def test_a_recorded_run_is_believed_while_everything_reads_the_same(tmp_path, ow
     assert checked["converged"] is True and checked["drift"] == [] and checked["drifted"] == []
 
 
-@pytest.mark.parametrize("change, expected", [
+CHANGES = [
     (lambda t: (t / "etc" / "app.conf").write_text("port = 9999\n"), "app.conf: content changed"),
     (lambda t: (t / "etc" / "app.conf").chmod(0o600), "app.conf: mode or owner changed"),
     (lambda t: (t / "etc" / "app.conf").unlink(), "app.conf: was file 0644"),
@@ -73,7 +73,10 @@ def test_a_recorded_run_is_believed_while_everything_reads_the_same(tmp_path, ow
     (lambda t: (t / "etc").chmod(0o700), "etc: was directory 0755"),
     (lambda t: (t / "env/lib/python3.11/site-packages/numpy-2.1.0.dist-info").rmdir(), "gone: numpy-2.1.0.dist-info"),
     (lambda t: (t / "env/lib/python3.11/site-packages/torch-2.9.1.dist-info").mkdir(), "new: torch-2.9.1.dist-info"),
-])
+]
+
+
+@pytest.mark.parametrize("change, expected", CHANGES)
 def test_each_kind_of_drift_is_found_and_named(tmp_path, owned, change, expected):
     os.umask(0o022)
     (tmp_path / "etc" / "app.conf").chmod(0o644)
@@ -126,9 +129,9 @@ def test_a_symbolic_link_is_followed_and_its_target_named(tmp_path):
     target.write_text("#!")
     link = tmp_path / "python"
     link.symlink_to(target)
-    assert drift.path_evidence(str(link)).endswith(f" -> {target}")
+    assert box_drift.path_evidence(str(link)).endswith(f" -> {target}")
     target.unlink()
-    assert drift.path_evidence(str(link)) == "absent"  # a venv whose interpreter was removed
+    assert box_drift.path_evidence(str(link)) == "absent"  # a venv whose interpreter was removed
 
 
 def test_mountinfo_reads_the_source_and_type_of_each_mount_point():
@@ -137,7 +140,7 @@ def test_mountinfo_reads_the_source_and_type_of_each_mount_point():
         "98 22 259:3 / /data rw,relatime shared:45 - ext4 /dev/nvme1n1 rw,nofail\n"
         "99 22 0:50 / /my\\040data rw - tmpfs tmpfs rw\n"
     )
-    assert drift.mountinfo(text) == {"/": "/dev/nvme0n1p1 ext4", "/data": "/dev/nvme1n1 ext4", "/my data": "tmpfs tmpfs"}
+    assert box_drift.mountinfo(text) == {"/": "/dev/nvme0n1p1 ext4", "/data": "/dev/nvme1n1 ext4", "/my data": "tmpfs tmpfs"}
 
 
 def test_systemctl_show_is_read_unit_by_unit():
@@ -146,7 +149,7 @@ def test_systemctl_show_is_read_unit_by_unit():
         "ActiveState=inactive\nUnitFileState=disabled\nFragmentPath=/etc/systemd/system/gpubox-autostop.timer\n"
         "DropInPaths=/etc/systemd/system/gpubox-autostop.timer.d/x.conf\n"
     )
-    shown = drift.systemctl_show(text, ["jupyter.service", "gpubox-autostop.timer"])
+    shown = box_drift.systemctl_show(text, ["jupyter.service", "gpubox-autostop.timer"])
     assert shown["jupyter.service"].startswith("ActiveState=active UnitFileState=enabled")
     assert shown["gpubox-autostop.timer"].endswith("DropInPaths=/etc/systemd/system/gpubox-autostop.timer.d/x.conf")
 

@@ -432,3 +432,63 @@ def test_ansible_on_this_machine_without_a_driver():
     assert facts["present"] is False
     assert "nvidia-smi is not installed" in facts["reason"]
     assert facts["gpus"] == []
+
+
+# ---------------------------------------------------------------- what gpu_check's reuse depends on
+
+
+@pytest.fixture
+def env(tmp_path):
+    """An environment as python_envs leaves it: an interpreter, installed packages and gpubox's install marker."""
+    prefix = tmp_path / "envs" / "tensorflow"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "python").symlink_to(sys.executable)
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "keras-3.15.1.dist-info").mkdir()
+    (prefix / ".gpubox-pip-abc123").write_text("")
+    return prefix
+
+
+@pytest.mark.parametrize("change", [
+    lambda prefix, boot: (prefix / "lib/python3.11/site-packages/keras-3.15.1.dist-info").rename(
+        prefix / "lib/python3.11/site-packages/keras-3.16.0.dist-info"),
+    lambda prefix, boot: (prefix / ".gpubox-pip-abc123").rename(prefix / ".gpubox-pip-def456"),
+    lambda prefix, boot: (prefix / "lib/python3.11/site-packages/extra.pth").write_text(""),
+    lambda prefix, boot: boot.write_text("another boot\n"),
+])
+def test_the_fingerprint_follows_packages_markers_and_the_boot(env, tmp_path, change):
+    boot = tmp_path / "boot_id"
+    boot.write_text("one boot\n")
+    pythons = [str(env / "bin" / "python")]
+    first = m.fingerprint(pythons, boot_id_path=str(boot))
+    assert m.fingerprint(pythons, boot_id_path=str(boot)) == first
+    change(env, boot)
+    assert m.fingerprint(pythons, boot_id_path=str(boot)) != first
+
+
+def test_the_last_check_is_believed_only_as_roots_own_plain_file(tmp_path):
+    state = tmp_path / "gpu-check.json"
+    state.write_text('{"inputs": "x", "probes": []}\n')
+    state.chmod(0o600)
+    assert m.last_check(str(state)) == {"inputs": "x", "probes": []}
+    state.chmod(0o644)  # another user could have written it
+    assert m.last_check(str(state)) is None
+    state.chmod(0o600)
+    link = tmp_path / "link.json"
+    link.symlink_to(state)
+    assert m.last_check(str(link)) is None
+    state.write_text("not json")
+    assert m.last_check(str(state)) is None and m.last_check(str(tmp_path / "none.json")) is None
+
+
+def test_the_module_returns_the_fingerprint_and_the_last_check_with_the_facts(env, tmp_path):
+    state = tmp_path / "gpu-check.json"
+    state.write_text('{"inputs": "x", "probes": []}\n')
+    state.chmod(0o600)
+    out = run_module(json.dumps({"nvidia_smi_xml": str(SMI_XML), "proc_version_path": str(PROC_VERSION),
+                                 "fingerprint_pythons": [str(env / "bin" / "python")], "state_file": str(state)}))
+    assert len(out["fingerprint"]) == 64 and out["last_check"] == {"inputs": "x", "probes": []}
+    assert out["ansible_facts"]["nvidia_gpu"]["present"] is True
+    plain = run_module(f"nvidia_smi_xml={SMI_XML} proc_version_path={PROC_VERSION}")
+    assert plain["fingerprint"] == "" and plain["last_check"] is None

@@ -14,17 +14,25 @@ description:
     Changes nothing."
   - "With C(state=record) (the role's last task), writes the record: the settings and the evidence as they are now.
     With C(state=absent), deletes it (the role runs in full next time)."
+  - "A check is answered on the controller, without a module run, from the play's one read of the host
+    (gpubox.box.host_gather) while nothing changed the host since; any answer that lets a role do its work, and any
+    record written or deleted, forgets that read."
   - "A record is evidence, not a stamp: it is believed only while every file, unit, package and mount it lists still
     reads the same."
 options:
   name:
-    description: The record's name (letters, digits, '.', '_' and '-'); one per role and set of inputs.
+    description:
+      - The record's name (letters, digits, '.', '_' and '-'); one per role and set of inputs.
+      - Required but with O(state=changing).
     type: str
-    required: true
+    default: ""
   state:
-    description: Check against the record, write it, or delete it.
+    description:
+      - Check against the record, write it, or delete it.
+      - "C(changing) says that the host is about to change outside a role's own check (a driver install): the
+        play's one read of the host (gpubox.box.host_gather) no longer stands, and later checks read the host."
     type: str
-    choices: [check, record, absent]
+    choices: [check, record, absent, changing]
     default: check
   settings:
     description:
@@ -95,218 +103,23 @@ drifted:
   returned: always
 """
 
-import glob
-import grp
-import hashlib
-import json
+import copy
 import os
-import pwd
-import re
-import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-SHOWN = 20
-SERVICE_PROPERTIES = ("ActiveState", "UnitFileState", "FragmentPath", "DropInPaths")
-
-
-def _owner(st):
-    try:
-        user = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        user = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return f"{user}:{group}"
-
-
-def path_evidence(path):
-    """How a path reads: a file's mode, owner and content digest; a directory's mode and owner; or that it is absent.
-    Symbolic links are followed (a venv's python is one), and their target is part of the evidence."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "absent"
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
-    link = f" -> {os.readlink(path)}" if os.path.islink(path) else ""
-    mode = f"{stat.S_IMODE(st.st_mode):04o}"
-    if stat.S_ISDIR(st.st_mode):
-        return f"directory {mode} {_owner(st)}{link}"
-    if not stat.S_ISREG(st.st_mode):
-        return f"special {mode} {_owner(st)}{link}"
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"file {mode} {_owner(st)} sha256:{digest.hexdigest()}{link}"
-
-
-def mountinfo(text):
-    """Mount point -> 'source fstype' from /proc/self/mountinfo (the last mount on a point is the one seen)."""
-    mounts = {}
-    for line in text.splitlines():
-        before, after = line.partition(" - ")[::2]
-        fields, rest = before.split(), after.split()
-        if len(fields) < 5 or len(rest) < 2:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-        mounts[point] = f"{rest[1]} {rest[0]}"
-    return mounts
-
-
-def systemctl_show(text, units):
-    """Unit -> its properties, from `systemctl show --property=... UNIT...` (blocks in the order asked)."""
-    blocks = text.strip().split("\n\n") if text.strip() else []
-    shown = {}
-    for unit, block in zip(units, blocks):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        shown[unit] = " ".join(f"{key}={props.get(key, '')}" for key in SERVICE_PROPERTIES)
-    return shown
-
-
-def package_versions(module, packages):
-    """Package -> installed version, or 'absent', from dpkg-query or rpm."""
-    if not packages:
-        return {}
-    found = {}
-    dpkg = module.get_bin_path("dpkg-query")
-    if dpkg:
-        out = module.run_command([dpkg, "-W", "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n", *packages])[1]
-        for line in out.splitlines():
-            parts = line.split("\t")
-            # Status-Abbrev: wanted state, then current state ('i': installed, also for a held package: "hi").
-            if len(parts) == 3 and parts[1][1:2] == "i":
-                found[parts[0]] = parts[2]
-    else:
-        rpm = module.get_bin_path("rpm", required=True)
-        out = module.run_command([rpm, "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\n", *packages])[1]
-        for line in out.splitlines():
-            parts = line.split("\t")
-            if len(parts) == 2:
-                found[parts[0]] = (found.get(parts[0], "") + " " + parts[1]).strip()
-    return {package: found.get(package, "absent") for package in packages}
-
-
-def gather(module, params):
-    """The evidence, key -> how it reads now."""
-    evidence = {}
-    for path in params["paths"]:
-        evidence[f"path:{path}"] = path_evidence(path)
-    for pattern in params["globs"]:
-        evidence[f"glob:{pattern}"] = sorted(glob.glob(pattern))
-    if params["services"]:
-        units = params["services"]
-        systemctl = module.get_bin_path("systemctl", required=True)
-        rc, out, err = module.run_command([systemctl, "show", "--property=" + ",".join(SERVICE_PROPERTIES), *units])
-        if rc != 0:
-            module.fail_json(msg=f"systemctl show failed: {err.strip()}")
-        for unit, state in systemctl_show(out, units).items():
-            evidence[f"service:{unit}"] = state
-    for package, version in package_versions(module, params["packages"]).items():
-        evidence[f"package:{package}"] = version
-    if params["mounts"]:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            mounted = mountinfo(handle.read())
-        for point in params["mounts"]:
-            evidence[f"mount:{point}"] = mounted.get(os.path.normpath(point), "not mounted")
-    return evidence
-
-
-def describe(key, was, now):
-    """One line saying what changed."""
-    if isinstance(was, list) and isinstance(now, list):
-        gone, new = sorted(set(was) - set(now)), sorted(set(now) - set(was))
-        parts = ([f"gone: {', '.join(os.path.basename(p) for p in gone[:5])}{' ...' if len(gone) > 5 else ''}"]
-                 if gone else [])
-        parts += ([f"new: {', '.join(os.path.basename(p) for p in new[:5])}{' ...' if len(new) > 5 else ''}"]
-                  if new else [])
-        return f"{key}: {'; '.join(parts)}"
-    if was is None:
-        return f"{key}: not in the record"
-    if key.startswith("path:") and "sha256:" in str(was) and "sha256:" in str(now):
-        return f"{key}: {'content changed' if was.split()[:3] == now.split()[:3] else 'mode or owner changed'}"
-    return f"{key}: was {was}, now {now}"
-
-
-def compare(record, settings, evidence):
-    """(drifted keys, lines saying what drifted) between a record and what reads now."""
-    if record is None:
-        return ["record"], ["no record of a complete run"]
-    recorded = record.get("evidence", {})
-    keys = sorted(set(recorded) | set(evidence))
-    drifted = [key for key in keys if recorded.get(key) != evidence.get(key)]
-    lines = [describe(key, recorded.get(key), evidence.get(key)) for key in drifted]
-    if record.get("settings") != settings:
-        return ["settings", *drifted], ["the settings or gpubox's code changed since the last complete run", *lines]
-    return drifted, lines
-
-
-def unsafe_folder(record_dir):
-    """Why the records' folder (or its parent) cannot be trusted, or ''. Only the module's user (root) may be able to
-    change a record: one planted by another user would make a role skip its work. Where they lead (a folder moved to
-    another disk and linked) is what is checked."""
-    record_dir = os.path.realpath(record_dir)
-    for folder in (os.path.dirname(record_dir), record_dir):
-        try:
-            st = os.stat(folder)
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            return f"{folder} is not a folder"
-        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
-            return f"{folder} is not root's alone (owner {_owner(st)}, mode {stat.S_IMODE(st.st_mode):04o})"
-    return ""
-
-
-def read_record(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (FileNotFoundError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def write_record(path, record):
-    """Atomically, root's only: a record cut short by a crash must never be read as a complete one."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".drift-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ansible_collections.gpubox.box.plugins.module_utils.box_drift import (
+    ARGUMENT_SPEC, NAME, SHOWN, EvidenceError, compare, gather, read_record, unsafe_folder, write_record)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["check", "record", "absent"], default="check"),
-            settings=dict(type="str", default=""),
-            paths=dict(type="list", elements="path", default=[]),
-            globs=dict(type="list", elements="str", default=[]),
-            services=dict(type="list", elements="str", default=[]),
-            packages=dict(type="list", elements="str", default=[]),
-            mounts=dict(type="list", elements="path", default=[]),
-            record_dir=dict(type="path", default="/var/lib/gpubox/drift"),
-        ),
+        argument_spec=copy.deepcopy(ARGUMENT_SPEC),
         supports_check_mode=True,
     )
     params = module.params
+    if params["state"] == "changing":  # the action forgets the play's read of the host; nothing to do here
+        module.exit_json(changed=False, converged=False, drift=[], drifted=[])
     if not NAME.match(params["name"]):
         module.fail_json(msg=f"drift: the record name {params['name']!r} must be letters, digits, '.', '_' and '-'.")
     path = os.path.join(params["record_dir"], params["name"] + ".json")
@@ -319,7 +132,10 @@ def main():
             os.unlink(path)
         module.exit_json(changed=changed, converged=False, drift=[], drifted=[])
 
-    evidence = gather(module, params)
+    try:
+        evidence = gather(module, params)
+    except EvidenceError as err:
+        module.fail_json(msg=str(err))
     if params["state"] == "record":
         if unsafe:
             module.warn(f"gpubox.box.drift: no record written, so the next run does the work again: {unsafe}.")

@@ -26,6 +26,21 @@ options:
         loaded.
     type: path
     default: /proc/driver/nvidia/version
+  fingerprint_pythons:
+    description:
+      - "Also fingerprint, in the same run, what a probe of these interpreters' environments depends on besides
+        its settings and the GPUs: the boot (one real probe per boot at least), the variables that pick Keras's
+        backend and the GPUs, and each environment's interpreter, installed packages (pip's and conda's) and gpubox
+        install markers. Returned as C(fingerprint); not C(~/.keras/keras.json), which Keras writes at its first
+        import."
+    type: list
+    elements: path
+    default: []
+  state_file:
+    description:
+      - The last passed check (gpu_check's), returned as C(last_check) when it is root's own (0600), a plain file
+        and JSON; null otherwise.
+    type: path
 author: gpubox developers (@gpubox)
 notes:
   - Output of nvidia-smi that is not well-formed XML fails the task, naming the parser's error.
@@ -61,6 +76,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+fingerprint:
+  description: A sha256 of what the probe depends on (O(fingerprint_pythons)); empty when none is given.
+  type: str
+  returned: always
+last_check:
+  description: The content of O(state_file) when it may be believed, else null.
+  type: dict
+  returned: always
 ansible_facts:
   description: Facts to add to ansible_facts.
   returned: always
@@ -160,8 +183,11 @@ ansible_facts:
 """
 
 import glob
+import hashlib
+import json
 import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import AnsibleModule
@@ -423,6 +449,42 @@ def build_facts(smi=None, smi_error=None, proc=None, nvidia_smi_path=None, libra
     }
 
 
+# What a probe's answer depends on in an environment (fingerprint), and the variables it reads.
+FINGERPRINT_GLOBS = (".gpubox-*", "conda-meta/*.json", "lib/python*/site-packages/*.dist-info",
+                     "lib/python*/site-packages/*.egg-info", "lib/python*/site-packages/*.pth")
+FINGERPRINT_VARIABLES = ("KERAS_BACKEND", "KERAS_HOME", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "LD_LIBRARY_PATH")
+
+
+def fingerprint(pythons, boot_id_path="/proc/sys/kernel/random/boot_id"):
+    """sha256 of the boot, the variables and each environment's interpreter and installed packages."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(_read(boot_id_path).encode())
+    except OSError:
+        digest.update(b"no boot id\n")
+    digest.update((" ".join(os.environ.get(name, "") for name in FINGERPRINT_VARIABLES) + "\n").encode())
+    for python in pythons:
+        prefix = os.path.dirname(os.path.dirname(python))
+        digest.update(f"{python} {os.path.realpath(python)}\n".encode())
+        for pattern in FINGERPRINT_GLOBS:
+            for path in sorted(glob.glob(os.path.join(glob.escape(prefix), pattern))):
+                digest.update(f"{path}\n".encode())
+    return digest.hexdigest()
+
+
+def last_check(path):
+    """The last passed check, only when root's own (0600) and a plain file (not a link) of JSON; else None."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o600:
+            return None
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def _read(path):
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
@@ -433,6 +495,8 @@ def main():
         argument_spec={
             "nvidia_smi_xml": {"type": "path"},
             "proc_version_path": {"type": "path", "default": "/proc/driver/nvidia/version"},
+            "fingerprint_pythons": {"type": "list", "elements": "path", "default": []},
+            "state_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -474,7 +538,10 @@ def main():
                         library_version=library_version, proc_version_path=proc_path)
     if facts["mismatch"]:
         module.warn(facts["mismatch_message"])
-    module.exit_json(changed=False, ansible_facts={"nvidia_gpu": facts})
+    pythons, state_file = module.params["fingerprint_pythons"], module.params["state_file"]
+    module.exit_json(changed=False, ansible_facts={"nvidia_gpu": facts},
+                     fingerprint=fingerprint(pythons) if pythons else "",
+                     last_check=last_check(state_file) if state_file else None)
 
 
 if __name__ == "__main__":

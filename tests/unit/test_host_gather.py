@@ -1,0 +1,207 @@
+"""Unit tests for the host half's gather step: gpubox.box.host_gather reads every role's record and evidence at once,
+and gpubox.box.drift's action answers a check from that read exactly as the module would from the host, or leaves
+the check to the module. The modules run for real, as Ansible runs them, on files in a temporary directory.
+
+Run from the repository root: python -m pytest tests/unit/test_host_gather.py -q
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.gpubox.box.plugins.action.drift import answer_from, expands
+from ansible_collections.gpubox.box.plugins.module_utils.box_drift import ARGUMENT_SPEC
+from ansible_collections.gpubox.box.plugins.modules.host_gather import records_evidence
+
+from test_drift import CHANGES, owned, run_module  # noqa: F401 (owned is a fixture used by name)
+
+ROOT = Path(__file__).resolve().parents[2]
+GATHER = ROOT / "collections/ansible_collections/gpubox/box/plugins/modules/host_gather.py"
+ANSWER = ("converged", "drift", "drifted")
+
+
+def gather(tmp_path, **args):
+    """Run host_gather as Ansible does; returns its facts."""
+    args.setdefault("record_dir", str(tmp_path / "records"))
+    args.setdefault("pci_root", str(tmp_path / "pci"))
+    args_file = tmp_path / "gather-args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(GATHER), str(args_file)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["changed"] is False
+    return answer["ansible_facts"]
+
+
+def checked(tmp_path, **args):
+    """The arguments of a check as the action has them once validated (every option, defaults filled in)."""
+    full = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
+    return {**full, "record_dir": str(tmp_path / "records"), **args}
+
+
+def test_the_read_answers_as_the_module_while_nothing_changed(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    evidence = gather(tmp_path)["gpubox_host_evidence"]
+    assert list(evidence["records"]) == ["app"]
+    answer = answer_from(evidence, checked(tmp_path, **owned))
+    assert answer == {"converged": True, "drift": [], "drifted": []}
+    module = run_module(tmp_path, **owned)
+    assert answer == {key: module[key] for key in ANSWER}
+
+
+@pytest.mark.parametrize("change, expected", CHANGES)
+def test_each_kind_of_drift_read_once_is_answered_as_the_module_does(tmp_path, owned, change, expected):
+    os.umask(0o022)
+    (tmp_path / "etc" / "app.conf").chmod(0o644)
+    (tmp_path / "etc").chmod(0o755)
+    run_module(tmp_path, state="record", **owned)
+    change(tmp_path)
+    answer = answer_from(gather(tmp_path)["gpubox_host_evidence"], checked(tmp_path, **owned))
+    module = run_module(tmp_path, **owned)
+    assert answer["converged"] is False and expected in answer["drift"][0]
+    assert answer == {key: module[key] for key in ANSWER}
+
+
+def test_other_settings_are_answered_from_the_read_too(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    (tmp_path / "env/lib/python3.11/site-packages/keras-3.15.1.dist-info").rmdir()
+    evidence = gather(tmp_path)["gpubox_host_evidence"]
+    answer = answer_from(evidence, checked(tmp_path, **{**owned, "settings": "digest-2"}))
+    module = run_module(tmp_path, **{**owned, "settings": "digest-2"})
+    assert answer["drifted"][0] == "settings" and answer == {key: module[key] for key in ANSWER}
+
+
+def test_no_record_is_answered_and_what_the_read_cannot_tell_is_left_to_the_module(tmp_path, owned):
+    evidence = gather(tmp_path)["gpubox_host_evidence"]
+    assert answer_from(evidence, checked(tmp_path, **owned)) == {
+        key: run_module(tmp_path, **owned)[key] for key in ANSWER}
+    run_module(tmp_path, state="record", **owned)
+    evidence = gather(tmp_path)["gpubox_host_evidence"]
+    # Evidence asked for that the record does not hold: only reading the host tells what it is now.
+    more = {**owned, "paths": [*owned["paths"], str(tmp_path / "new.conf")]}
+    assert answer_from(evidence, checked(tmp_path, **more)) is None
+    # Another record folder, or none read at all (a play without the gather step, or after a change).
+    assert answer_from(evidence, checked(tmp_path, **{**owned, "record_dir": str(tmp_path / "other")})) is None
+    assert answer_from({}, checked(tmp_path, **owned)) is None
+    assert answer_from(None, checked(tmp_path, **owned)) is None
+
+
+def test_a_read_is_believed_only_in_the_play_that_took_it(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    evidence = {**gather(tmp_path)["gpubox_host_evidence"], "play": "play-1"}
+    assert answer_from(evidence, checked(tmp_path, **owned), "play-1")["converged"] is True
+    # A later play of the same run, or a fact cache's copy in another run.
+    assert answer_from(evidence, checked(tmp_path, **owned), "play-2") is None
+
+
+def test_paths_the_host_would_expand_are_left_to_the_module():
+    assert expands({"paths": ["~ubuntu/notebooks"]}) and expands({"mounts": ["$DATA"]})
+    assert expands({"record_dir": "~/records"}) and not expands({"paths": ["/etc/app.conf"], "globs": ["/a/*"]})
+
+
+class FailingSystemctl:
+    """A host whose systemctl fails (one record's services cannot be read)."""
+
+    def get_bin_path(self, name, required=False):
+        return "/bin/" + name
+
+    def run_command(self, argv):
+        return 1, "", "Failed to connect to bus"
+
+
+def test_a_record_whose_evidence_cannot_be_read_is_left_to_the_module_alone(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    (tmp_path / "records" / "svc.json").write_text(json.dumps(
+        {"settings": "", "evidence": {"service:jupyter.service": "ActiveState=active"}}))
+    found = records_evidence(FailingSystemctl(), str(tmp_path / "records"))
+    assert "systemctl show failed" in found["records"]["svc"]["unreadable"]
+    assert answer_from(found, checked(tmp_path, name="svc", services=["jupyter.service"])) is None
+    # The other records are read and answered as before.
+    assert answer_from(found, checked(tmp_path, **owned))["converged"] is True
+
+
+def test_records_in_a_folder_another_user_can_change_are_left_to_the_module(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    (tmp_path / "records").chmod(0o777)
+    evidence = gather(tmp_path)["gpubox_host_evidence"]
+    assert evidence["trusted"] is False and evidence["records"] == {} and "not root's alone" in evidence["why"]
+    assert answer_from(evidence, checked(tmp_path, **owned)) is None
+
+
+def test_a_torn_record_reads_as_none(tmp_path, owned):
+    run_module(tmp_path, state="record", **owned)
+    record = tmp_path / "records" / "app.json"
+    record.write_text(record.read_text()[:40])
+    assert answer_from(gather(tmp_path)["gpubox_host_evidence"], checked(tmp_path, **owned))["drifted"] == ["record"]
+
+
+def test_the_facts_pci_devices_owners_and_settings_files_are_read_in_the_same_run(tmp_path):
+    for name, fields in {"0000:00:1e.0": ("0x10de", "0x2330", "0x030200"), "0000:00:1f.0": ("0x1d0f", "0xec20", "0x020000")}.items():
+        device = tmp_path / "pci" / name
+        device.mkdir(parents=True)
+        for field, value in zip(("vendor", "device", "class"), fields):
+            (device / field).write_text(value + "\n")
+    (tmp_path / "pci" / "not-a-device").mkdir()
+    (tmp_path / "state").mkdir(mode=0o2775)
+    (tmp_path / "state").chmod(0o2775)
+    (tmp_path / "autostop.json").write_text('{"minutes": 30}\n')
+    (tmp_path / "broken.json").write_text("{")
+    facts = gather(tmp_path, stat_paths=[str(tmp_path / "state"), str(tmp_path / "none")],
+                   json_files=[str(tmp_path / "autostop.json"), str(tmp_path / "broken.json"), str(tmp_path / "none")])
+    assert facts["gpubox_host_evidence"]["pci"] == ["0x10de 0x2330 0x030200", "0x1d0f 0xec20 0x020000"]
+    assert facts["gpubox_host_stat"] == {str(tmp_path / "state"): "directory 2775 root:root",
+                                         str(tmp_path / "none"): "absent"}
+    assert facts["gpubox_host_json"] == {str(tmp_path / "autostop.json"): {"minutes": 30},
+                                         str(tmp_path / "broken.json"): None, str(tmp_path / "none"): None}
+    # The facts ansible.builtin.setup's min subset gives, which the roles decide with.
+    assert facts["ansible_distribution"] and facts["ansible_kernel"] and facts["ansible_os_family"]
+
+
+PLAY = """
+- name: Read once, answer from the read, and forget it once something lets a role change the host
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    app: {name: app, settings: digest-1, paths: ["{tmp}/etc/app.conf", "{tmp}/etc"], record_dir: "{tmp}/records"}
+    other: {name: other, paths: ["{tmp}/other.conf"], record_dir: "{tmp}/records"}
+  tasks:
+    - {name: Record app, gpubox.box.drift: "{{ app | combine({'state': 'record'}) }}"}
+    - {name: Record other, gpubox.box.drift: "{{ other | combine({'state': 'record'}) }}"}
+    - {name: Change what other left, ansible.builtin.copy: {content: "changed", dest: "{tmp}/other.conf", mode: "0644"}}
+    - {name: Read the host once, gpubox.box.host_gather: {record_dir: "{tmp}/records", pci_root: "{tmp}/pci"}}
+    - {name: Check app, gpubox.box.drift: "{{ app }}", register: app_first}
+    - {name: Check other, gpubox.box.drift: "{{ other }}", register: other_checked}
+    - {name: Check app again, gpubox.box.drift: "{{ app }}", register: app_again}
+    - name: Show the answers
+      ansible.builtin.debug:
+        msg: "{{ {'app_first': app_first, 'other': other_checked, 'app_again': app_again,
+                   'left': ansible_facts.gpubox_host_evidence} | to_json }}"
+"""
+
+
+def test_the_action_answers_from_the_read_until_a_check_lets_a_role_change_the_host(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "app.conf").write_text("port = 8888\n")
+    (tmp_path / "other.conf").write_text("as left\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY.replace("{tmp}", str(tmp_path)))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "json"}
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), str(playbook)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    tasks = json.loads(done.stdout)["plays"][0]["tasks"]
+    shown = json.loads(tasks[-1]["hosts"]["localhost"]["msg"])
+    # Converged, from the read: no module run.
+    assert shown["app_first"]["converged"] is True and "read" in shown["app_first"]
+    # Drifted, from the read, which it forgets: the role whose check this is will change the host.
+    assert shown["other"]["converged"] is False and "read" in shown["other"]
+    assert "other.conf: content changed" in shown["other"]["drift"][0]
+    assert shown["left"] == {}
+    # The next check reads the host again (the module ran): still converged.
+    assert shown["app_again"]["converged"] is True and "read" not in shown["app_again"]
