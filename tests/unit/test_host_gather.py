@@ -114,12 +114,21 @@ class FailingSystemctl:
         return 1, "", "Failed to connect to bus"
 
 
-def test_a_record_whose_evidence_cannot_be_read_is_left_to_the_module_alone(tmp_path, owned):
+class NoSystemctl(FailingSystemctl):
+    """A host without systemctl at all."""
+
+    def get_bin_path(self, name, required=False):
+        return None
+
+
+@pytest.mark.parametrize("host, why", [(FailingSystemctl(), "systemctl show failed"),
+                                       (NoSystemctl(), "systemctl is not installed")])
+def test_a_record_whose_evidence_cannot_be_read_is_left_to_the_module_alone(tmp_path, owned, host, why):
     run_module(tmp_path, state="record", **owned)
     (tmp_path / "records" / "svc.json").write_text(json.dumps(
         {"settings": "", "evidence": {"service:jupyter.service": "ActiveState=active"}}))
-    found = records_evidence(FailingSystemctl(), str(tmp_path / "records"))
-    assert "systemctl show failed" in found["records"]["svc"]["unreadable"]
+    found = records_evidence(host, str(tmp_path / "records"))
+    assert why in found["records"]["svc"]["unreadable"]
     assert answer_from(found, checked(tmp_path, name="svc", services=["jupyter.service"])) is None
     # The other records are read and answered as before.
     assert answer_from(found, checked(tmp_path, **owned))["converged"] is True

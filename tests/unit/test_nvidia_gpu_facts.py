@@ -456,6 +456,8 @@ def env(tmp_path):
     lambda prefix, boot: (prefix / ".gpubox-pip-abc123").rename(prefix / ".gpubox-pip-def456"),
     lambda prefix, boot: (prefix / "lib/python3.11/site-packages/extra.pth").write_text(""),
     lambda prefix, boot: boot.write_text("another boot\n"),
+    # A file name that is not UTF-8 is read as it is.
+    lambda prefix, boot: open(os.fsencode(prefix / "lib/python3.11/site-packages") + b"/bad\xff.pth", "w").close(),
 ])
 def test_the_fingerprint_follows_packages_markers_and_the_boot(env, tmp_path, change):
     boot = tmp_path / "boot_id"
@@ -480,6 +482,12 @@ def test_the_last_check_is_believed_only_as_roots_own_plain_file(tmp_path):
     assert m.last_check(str(link)) is None
     state.write_text("not json")
     assert m.last_check(str(state)) is None and m.last_check(str(tmp_path / "none.json")) is None
+    # In a folder another user may change, it could be swapped: not believed.
+    state.write_text('{"inputs": "x", "probes": []}\n')
+    assert m.last_check(str(state)) is not None
+    tmp_path.chmod(0o777)
+    assert m.last_check(str(state)) is None
+    tmp_path.chmod(0o700)
 
 
 def test_the_module_returns_the_fingerprint_and_the_last_check_with_the_facts(env, tmp_path):

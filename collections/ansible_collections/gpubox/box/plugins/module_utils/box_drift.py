@@ -30,6 +30,10 @@ ARGUMENT_SPEC = dict(
 KINDS = {"path": "paths", "glob": "globs", "service": "services", "package": "packages", "mount": "mounts"}
 
 
+class EvidenceError(Exception):
+    """The evidence could not be read (the module fails with this message)."""
+
+
 def keys_digest(keys):
     """What a record's evidence is about, in a few bytes: gpubox.box.drift compares it with the keys it would read."""
     return hashlib.sha256(json.dumps(sorted(set(keys))).encode("utf-8")).hexdigest()
@@ -116,17 +120,15 @@ def package_versions(module, packages):
             if len(parts) == 3 and parts[1][1:2] == "i":
                 found[parts[0]] = parts[2]
     else:
-        rpm = module.get_bin_path("rpm", required=True)
+        rpm = module.get_bin_path("rpm")
+        if not rpm:
+            raise EvidenceError("neither dpkg-query nor rpm is installed: the packages cannot be read")
         out = module.run_command([rpm, "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\n", *packages])[1]
         for line in out.splitlines():
             parts = line.split("\t")
             if len(parts) == 2:
                 found[parts[0]] = (found.get(parts[0], "") + " " + parts[1]).strip()
     return {package: found.get(package, "absent") for package in packages}
-
-
-class EvidenceError(Exception):
-    """The evidence could not be read (the module fails with this message)."""
 
 
 def gather(module, params):
@@ -138,7 +140,9 @@ def gather(module, params):
         evidence[f"glob:{pattern}"] = sorted(glob.glob(pattern))
     if params["services"]:
         units = params["services"]
-        systemctl = module.get_bin_path("systemctl", required=True)
+        systemctl = module.get_bin_path("systemctl")
+        if not systemctl:
+            raise EvidenceError("systemctl is not installed: the services cannot be read")
         rc, out, err = module.run_command([systemctl, "show", "--property=" + ",".join(SERVICE_PROPERTIES), *units])
         if rc != 0:
             raise EvidenceError(f"systemctl show failed: {err.strip()}")

@@ -192,6 +192,8 @@ import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.gpubox.box.plugins.module_utils.box_drift import unsafe_folder
+
 MISMATCH_TEXT = "Driver/library version mismatch"
 REBOOT_HINT = ("This is what a driver package upgrade (for example by unattended-upgrades) leaves while the old "
                "kernel module stays loaded; a reboot is the usual fix.")
@@ -465,23 +467,30 @@ def fingerprint(pythons, boot_id_path="/proc/sys/kernel/random/boot_id"):
     digest.update((" ".join(os.environ.get(name, "") for name in FINGERPRINT_VARIABLES) + "\n").encode())
     for python in pythons:
         prefix = os.path.dirname(os.path.dirname(python))
-        digest.update(f"{python} {os.path.realpath(python)}\n".encode())
+        digest.update(os.fsencode(python) + b" " + os.fsencode(os.path.realpath(python)) + b"\n")
         for pattern in FINGERPRINT_GLOBS:
             for path in sorted(glob.glob(os.path.join(glob.escape(prefix), pattern))):
-                digest.update(f"{path}\n".encode())
+                digest.update(os.fsencode(path) + b"\n")  # any name, UTF-8 or not
     return digest.hexdigest()
 
 
 def last_check(path):
-    """The last passed check, only when root's own (0600) and a plain file (not a link) of JSON; else None."""
+    """The last passed check, only when root's own (0600), a plain file (not a link, checked on the file opened) of
+    JSON, in a folder only root may change; else None."""
+    if unsafe_folder(os.path.dirname(path)):
+        return None
     try:
-        st = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        st = os.fstat(handle.fileno())
         if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o600:
             return None
-        with open(path, encoding="utf-8") as handle:
+        try:
             found = json.load(handle)
-    except (OSError, ValueError):
-        return None
+        except ValueError:
+            return None
     return found if isinstance(found, dict) else None
 
 
