@@ -76,13 +76,18 @@ CHANGES = [
 ]
 
 
-@pytest.mark.parametrize("change, expected", CHANGES)
-def test_each_kind_of_drift_is_found_and_named(tmp_path, owned, change, expected):
+def record_then_change(tmp_path, owned, change):
+    """A complete run's record of what the role left (in known modes), then one change to it."""
     os.umask(0o022)
     (tmp_path / "etc" / "app.conf").chmod(0o644)
     (tmp_path / "etc").chmod(0o755)
     run_module(tmp_path, state="record", **owned)
     change(tmp_path)
+
+
+@pytest.mark.parametrize("change, expected", CHANGES)
+def test_each_kind_of_drift_is_found_and_named(tmp_path, owned, change, expected):
+    record_then_change(tmp_path, owned, change)
     checked = run_module(tmp_path, **owned)
     assert checked["converged"] is False
     assert len(checked["drift"]) == 1 and expected in checked["drift"][0], checked["drift"]

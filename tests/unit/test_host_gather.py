@@ -17,7 +17,7 @@ from ansible_collections.gpubox.box.plugins.action.drift import answer_from, exp
 from ansible_collections.gpubox.box.plugins.module_utils.box_drift import ARGUMENT_SPEC
 from ansible_collections.gpubox.box.plugins.modules.host_gather import records_evidence
 
-from test_drift import CHANGES, owned, run_module  # noqa: F401 (owned is a fixture used by name)
+from test_drift import CHANGES, owned, record_then_change, run_module  # noqa: F401 (owned: a fixture, used by name)
 
 ROOT = Path(__file__).resolve().parents[2]
 GATHER = ROOT / "collections/ansible_collections/gpubox/box/plugins/modules/host_gather.py"
@@ -56,11 +56,7 @@ def test_the_read_answers_as_the_module_while_nothing_changed(tmp_path, owned):
 
 @pytest.mark.parametrize("change, expected", CHANGES)
 def test_each_kind_of_drift_read_once_is_answered_as_the_module_does(tmp_path, owned, change, expected):
-    os.umask(0o022)
-    (tmp_path / "etc" / "app.conf").chmod(0o644)
-    (tmp_path / "etc").chmod(0o755)
-    run_module(tmp_path, state="record", **owned)
-    change(tmp_path)
+    record_then_change(tmp_path, owned, change)
     answer = answer_from(gather(tmp_path)["gpubox_host_evidence"], checked(tmp_path, **owned))
     module = run_module(tmp_path, **owned)
     assert answer["converged"] is False and expected in answer["drift"][0]
