@@ -68,6 +68,20 @@ def roles_run(result):
     return {role for role, task in SETUP.items() if result.ran(task)}
 
 
+def drift_checks(result):
+    """Each role's check (gpubox.box.drift state=check) in run order: True when answered from the play's one read of
+    the host (gpubox.box.host_gather), False when the module read the host."""
+    found = []
+    for play in result.output.get("plays", []):
+        for task in play.get("tasks", []):
+            for answer in task.get("hosts", {}).values():
+                if "converged" not in answer or answer.get("skipped"):
+                    continue
+                if "read" in answer or answer.get("invocation", {}).get("module_args", {}).get("state") == "check":
+                    found.append("read" in answer)
+    return found
+
+
 def checksums(host, *paths):
     return sh(host, "sha256sum " + " ".join(paths))
 
@@ -80,6 +94,8 @@ def test_an_identical_rerun_changes_nothing_and_skips_every_unchanged_role(box):
     assert again.rc == 0, again.text[-6000:]
     assert again.changed == 0, again.text[-3000:]
     assert roles_run(again) == set()
+    # Every role's check was answered on the controller, from the one read of the host at the play's start.
+    assert drift_checks(again) == [True] * 5, drift_checks(again)
     assert sh(box["host"], "systemctl is-active jupyter gpubox-autostop.timer").split() == ["active", "active"]
     # The GPU check's report, on the controller: the re-run says it reused the first run's check; a third run that
     # would write the same (its date aside) leaves the file alone.
@@ -99,6 +115,8 @@ def test_a_stopped_service_is_started_again_and_only_its_role_runs(box):
     assert repaired.rc == 0, repaired.text[-6000:]
     assert roles_run(repaired) == {"jupyter"}
     assert repaired.changed > 0
+    # The read answers until jupyter's check finds the stopped service; the check after it reads the host again.
+    assert drift_checks(repaired) == [True, True, True, True, False], drift_checks(repaired)
     assert sh(host, "systemctl is-active jupyter") == "active"
 
 
