@@ -15,10 +15,10 @@ a play. See plugins/modules/drift.py for the module's documentation.
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gpubox.box.plugins.module_utils.box_drift import ARGUMENT_SPEC, KINDS, NAME, SHOWN, keys_digest
+from ansible_collections.gpubox.box.plugins.module_utils.box_drift import (
+    ARGUMENT_SPEC, KINDS, NAME, SHOWN, compare, keys_digest, settings_drift)
 
 FORGET = {"gpubox_host_evidence": {}}
-SETTINGS_CHANGED = "the settings or gpubox's code changed since the last complete run"
 
 
 def play_id(task):
@@ -47,12 +47,12 @@ def answer_from(evidence, args, play=None):
         return None
     record = evidence.get("records", {}).get(name)
     if record is None:
-        return {"converged": False, "drift": ["no record of a complete run"], "drifted": ["record"]}
-    if "unreadable" in record or keys_digest(asked_keys(args)) != record.get("keys"):
+        drifted, lines = compare(None, args["settings"], {})
+    elif "unreadable" in record or keys_digest(asked_keys(args)) != record.get("keys"):
         return None
-    drifted, lines = list(record.get("drifted", [])), list(record.get("drift", []))
-    if record.get("settings") != args["settings"]:
-        drifted, lines = ["settings", *drifted], [SETTINGS_CHANGED, *lines]
+    else:
+        drifted, lines = settings_drift(record.get("settings"), args["settings"], list(record.get("drifted", [])),
+                                        list(record.get("drift", [])))
     return {"converged": not drifted, "drift": lines[:SHOWN], "drifted": drifted}
 
 

@@ -1,7 +1,7 @@
 """Look-ups in gpubox's instance catalog (catalog/instance_types.yml), for templates.
 
-The catalog is passed in as data (the playbooks load it with vars_files); the functions live in
-module_utils/box_catalog.py, where the planner uses them too.
+The catalog is passed in as data (the roles that need it read catalog/instance_types.yml themselves); the functions
+live in module_utils/box_catalog.py, where the planner uses them too.
 """
 
 from ansible_collections.gpubox.box.plugins.module_utils.box_catalog import (

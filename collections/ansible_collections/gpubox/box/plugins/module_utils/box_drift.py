@@ -13,6 +13,7 @@ import tempfile
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SHOWN = 20
+RECORD_DIR = "/var/lib/gpubox/drift"
 SERVICE_PROPERTIES = ("ActiveState", "UnitFileState", "FragmentPath", "DropInPaths")
 # gpubox.box.drift's options (its module checks them on the host, its action on the controller).
 ARGUMENT_SPEC = dict(
@@ -24,7 +25,7 @@ ARGUMENT_SPEC = dict(
     services=dict(type="list", elements="str", default=[]),
     packages=dict(type="list", elements="str", default=[]),
     mounts=dict(type="list", elements="path", default=[]),
-    record_dir=dict(type="path", default="/var/lib/gpubox/drift"),
+    record_dir=dict(type="path", default=RECORD_DIR),
 )
 # Each kind of evidence key, and the option of gpubox.box.drift that reads it.
 KINDS = {"path": "paths", "glob": "globs", "service": "services", "package": "packages", "mount": "mounts"}
@@ -174,17 +175,25 @@ def describe(key, was, now):
     return f"{key}: was {was}, now {now}"
 
 
+def evidence_drift(recorded, evidence):
+    """(drifted keys, lines saying what drifted) between a record's evidence and what reads now."""
+    keys = sorted(set(recorded) | set(evidence))
+    drifted = [key for key in keys if recorded.get(key) != evidence.get(key)]
+    return drifted, [describe(key, recorded.get(key), evidence.get(key)) for key in drifted]
+
+
+def settings_drift(recorded, settings, drifted, lines):
+    """The evidence's drift, with the settings first when they differ from the record's."""
+    if recorded != settings:
+        return ["settings", *drifted], ["the settings or gpubox's code changed since the last complete run", *lines]
+    return drifted, lines
+
+
 def compare(record, settings, evidence):
     """(drifted keys, lines saying what drifted) between a record and what reads now."""
     if record is None:
         return ["record"], ["no record of a complete run"]
-    recorded = record.get("evidence", {})
-    keys = sorted(set(recorded) | set(evidence))
-    drifted = [key for key in keys if recorded.get(key) != evidence.get(key)]
-    lines = [describe(key, recorded.get(key), evidence.get(key)) for key in drifted]
-    if record.get("settings") != settings:
-        return ["settings", *drifted], ["the settings or gpubox's code changed since the last complete run", *lines]
-    return drifted, lines
+    return settings_drift(record.get("settings"), settings, *evidence_drift(record.get("evidence", {}), evidence))
 
 
 def unsafe_folder(record_dir):
@@ -204,12 +213,18 @@ def unsafe_folder(record_dir):
     return ""
 
 
-def read_record(path):
+def read_json(path):
+    """A file's JSON, or None when it is absent, torn, not a file or not JSON."""
     try:
         with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):  # absent, torn, or not a file: no record of a complete run
+            return json.load(handle)
+    except (OSError, ValueError):
         return None
+
+
+def read_record(path):
+    """A record, or None (no record of a complete run)."""
+    record = read_json(path)
     return record if isinstance(record, dict) else None
 
 

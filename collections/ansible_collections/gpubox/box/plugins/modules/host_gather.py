@@ -60,7 +60,6 @@ ansible_facts:
 """
 
 import glob
-import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -68,7 +67,8 @@ from ansible.module_utils.facts import ansible_collector, default_collectors
 from ansible.module_utils.facts.namespace import PrefixFactNamespace
 
 from ansible_collections.gpubox.box.plugins.module_utils.box_drift import (
-    NAME, SHOWN, EvidenceError, describe, gather, keys_digest, params_for, path_evidence, read_record, unsafe_folder)
+    NAME, RECORD_DIR, SHOWN, EvidenceError, evidence_drift, gather, keys_digest, params_for, path_evidence, read_json,
+    read_record, unsafe_folder)
 
 # As ansible.builtin.setup has it.
 MINIMAL_GATHER_SUBSET = frozenset(["apparmor", "caps", "cmdline", "date_time", "distribution", "dns", "env", "fips",
@@ -94,13 +94,9 @@ def records_evidence(module, record_dir):
         except (EvidenceError, OSError) as err:
             found["records"][name] = {"unreadable": str(err)}
             continue
-        drifted = [key for key in sorted(recorded) if recorded[key] != now.get(key)]
-        found["records"][name] = {
-            "settings": record.get("settings"),
-            "keys": keys_digest(recorded),
-            "drifted": drifted,
-            "drift": [describe(key, recorded[key], now.get(key)) for key in drifted][:SHOWN],
-        }
+        drifted, lines = evidence_drift(recorded, now)
+        found["records"][name] = {"settings": record.get("settings"), "keys": keys_digest(recorded),
+                                  "drifted": drifted, "drift": lines[:SHOWN]}
     return found
 
 
@@ -119,19 +115,11 @@ def pci_devices(pci_root):
     return lines
 
 
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             gather_subset=dict(type="list", elements="str", default=["min"]),
-            record_dir=dict(type="path", default="/var/lib/gpubox/drift"),
+            record_dir=dict(type="path", default=RECORD_DIR),
             pci_root=dict(type="path", default="/sys/bus/pci/devices"),
             stat_paths=dict(type="list", elements="path", default=[]),
             json_files=dict(type="list", elements="path", default=[]),
