@@ -82,6 +82,12 @@ def drift_checks(result):
     return found
 
 
+def answers(result, task):
+    """The hosts' answers to every task of that name."""
+    return [answer for play in result.output.get("plays", []) for found in play.get("tasks", [])
+            if found.get("task", {}).get("name", "").split(" : ")[-1] == task for answer in found.get("hosts", {}).values()]
+
+
 def checksums(host, *paths):
     return sh(host, "sha256sum " + " ".join(paths))
 
@@ -96,6 +102,17 @@ def test_an_identical_rerun_changes_nothing_and_skips_every_unchanged_role(box):
     assert roles_run(again) == set()
     # Every role's check was answered on the controller, from the one read of the host at the play's start.
     assert drift_checks(again) == [True] * 5, drift_checks(again)
+    # So were the GPU check's facts and JupyterLab's token: no module read the host for them. The read's result (the
+    # token among it) is hidden from the output; the URL still carries the host's token.
+    gpu = answers(again, "Read the NVIDIA driver and GPU facts, and what the probe's answer depends on")
+    assert gpu and all("read" in answer for answer in gpu), gpu
+    assert not again.ran("Read the access token")
+    read = answers(again, "Log in over SSH, gather the facts and read the host once")
+    assert read and all(answer.get("censored") and "secrets" not in answer for answer in read), read
+    token = sh(box["host"], "cat /etc/gpubox/jupyter-token").strip().removeprefix("JUPYTER_TOKEN=")
+    assert token and again.said("Open:", f"lab?token={token}")
+    assert not any(token in json.dumps(task) for play in again.output["plays"] for task in play["tasks"]
+                   if task["task"]["name"] != "jupyter : Show the JupyterLab URL")
     assert sh(box["host"], "systemctl is-active jupyter gpubox-autostop.timer").split() == ["active", "active"]
     # The GPU check's report, on the controller: the re-run says it reused the first run's check; a third run that
     # would write the same (its date aside) leaves the file alone.

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.gpubox.box.plugins.action.drift import answer_from, expands
+from ansible_collections.gpubox.box.plugins.action.nvidia_gpu_facts import answer_from as gpu_answer_from
+from ansible_collections.gpubox.box.plugins.module_utils import box_nvidia
 from ansible_collections.gpubox.box.plugins.module_utils.box_drift import ARGUMENT_SPEC
 from ansible_collections.gpubox.box.plugins.modules.host_gather import records_evidence
 
@@ -21,21 +23,32 @@ from test_drift import CHANGES, owned, record_then_change, run_module  # noqa: F
 
 ROOT = Path(__file__).resolve().parents[2]
 GATHER = ROOT / "collections/ansible_collections/gpubox/box/plugins/modules/host_gather.py"
+GPU_FACTS = ROOT / "collections/ansible_collections/gpubox/box/plugins/modules/nvidia_gpu_facts.py"
 ANSWER = ("converged", "drift", "drifted")
+
+
+def run(tmp_path, path, **args):
+    """Run a module as Ansible does (its arguments in a file); returns its JSON answer."""
+    args_file = tmp_path / f"{path.stem}-args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(path), str(args_file)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["changed"] is False
+    return answer
+
+
+def gather_answer(tmp_path, **args):
+    """Run host_gather as Ansible does; returns its whole answer."""
+    args.setdefault("record_dir", str(tmp_path / "records"))
+    args.setdefault("pci_root", str(tmp_path / "pci"))
+    return run(tmp_path, GATHER, **args)
 
 
 def gather(tmp_path, **args):
     """Run host_gather as Ansible does; returns its facts."""
-    args.setdefault("record_dir", str(tmp_path / "records"))
-    args.setdefault("pci_root", str(tmp_path / "pci"))
-    args_file = tmp_path / "gather-args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, str(GATHER), str(args_file)], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    answer = json.loads(done.stdout)
-    assert answer["changed"] is False
-    return answer["ansible_facts"]
+    return gather_answer(tmp_path, **args)["ansible_facts"]
 
 
 def checked(tmp_path, **args):
@@ -163,8 +176,91 @@ def test_the_facts_pci_devices_owners_and_settings_files_are_read_in_the_same_ru
                                          str(tmp_path / "none"): "absent"}
     assert facts["gpubox_host_json"] == {str(tmp_path / "autostop.json"): {"minutes": 30},
                                          str(tmp_path / "broken.json"): None, str(tmp_path / "none"): None}
-    # The facts ansible.builtin.setup's min subset gives, which the roles decide with.
+    # The facts the roles decide with (setup's own collectors), and pkg_mgr, which ansible.builtin.package needs.
     assert facts["ansible_distribution"] and facts["ansible_kernel"] and facts["ansible_os_family"]
+    assert facts["ansible_distribution_major_version"] and facts["ansible_architecture"] and facts["ansible_pkg_mgr"]
+
+
+def last_checked(tmp_path, *pythons):
+    """An environment per python, and gpu_check's record of its last passed check, which probed them (root's 0600
+    plain file in a folder only root may change, as gpu_check writes it)."""
+    for python in pythons:
+        Path(python).parent.mkdir(parents=True)
+        Path(python).write_text("")
+        (Path(python).parents[1] / "lib/python3.11/site-packages/keras-3.15.1.dist-info").mkdir(parents=True)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    record = state / "gpu-check.json"
+    record.write_text(json.dumps({"inputs": "digest", "probes": [
+        {"item": {"name": Path(p).parents[1].name, "python": p}, "rc": 0, "stdout_lines": ["{}"]} for p in pythons]}))
+    record.chmod(0o600)
+    return str(record)
+
+
+def gpu_args(**args):
+    """nvidia_gpu_facts's arguments as its action has them once validated (defaults filled in)."""
+    return {**{name: spec.get("default") for name, spec in box_nvidia.ARGUMENT_SPEC.items()}, **args}
+
+
+def test_the_gpu_read_answers_as_the_module_for_the_environments_last_probed(tmp_path):
+    pythons = [str(tmp_path / "envs" / name / "bin" / "python") for name in ("tensorflow", "torch")]
+    state_file = last_checked(tmp_path, *pythons)
+    evidence = {**gather(tmp_path, gpu_state_file=state_file)["gpubox_host_evidence"], "play": "play-1"}
+    assert evidence["gpu"]["pythons"] == pythons
+    args = {"fingerprint_pythons": pythons, "state_file": state_file}
+    answer = gpu_answer_from(evidence, gpu_args(**args), args, "play-1")
+    module = run(tmp_path, GPU_FACTS, **args)
+    assert answer["fingerprint"] and answer["last_check"]["inputs"] == "digest"
+    assert {key: answer[key] for key in ("ansible_facts", "fingerprint", "last_check")} == {
+        key: module[key] for key in ("ansible_facts", "fingerprint", "last_check")}
+    # Facts alone (a check that reuses nothing, verify.yml's): no fingerprint, no last check, as the module.
+    assert gpu_answer_from(evidence, gpu_args(), {}, "play-1")["fingerprint"] == run(tmp_path, GPU_FACTS)["fingerprint"] == ""
+    # An environment installed since the read is in the module's fingerprint, not the read's: forgotten by then.
+    (Path(pythons[0]).parents[1] / "lib/python3.11/site-packages/numpy-2.1.0.dist-info").mkdir()
+    assert run(tmp_path, GPU_FACTS, **args)["fingerprint"] != answer["fingerprint"]
+
+
+@pytest.mark.parametrize("args", [
+    {"fingerprint_pythons": ["/opt/envs/other/bin/python"]},              # other environments than the last check's
+    {"state_file": "/var/lib/other/gpu-check.json"},                       # another record
+    {"nvidia_smi_xml": "/tmp/nvidia-smi.xml"},                             # a saved nvidia-smi (tests)
+    {"proc_version_path": "/tmp/version"},                                 # a stand-in for /proc (tests)
+    {"fingerprint_pythons": ["~/envs/tensorflow/bin/python"]},             # a path the host would expand
+])
+def test_a_gpu_read_that_does_not_answer_the_task_is_left_to_the_module(tmp_path, args):
+    pythons = [str(tmp_path / "envs" / "tensorflow" / "bin" / "python")]
+    state_file = last_checked(tmp_path, *pythons)
+    evidence = {**gather(tmp_path, gpu_state_file=state_file)["gpubox_host_evidence"], "play": "play-1"}
+    same = {"fingerprint_pythons": pythons, "state_file": state_file}
+    assert gpu_answer_from(evidence, gpu_args(**same), same, "play-1") is not None
+    asked = {**same, **args}
+    assert gpu_answer_from(evidence, gpu_args(**asked), asked, "play-1") is None
+    # Another play's read, a forgotten one, none at all, or one whose nvidia-smi could not be read.
+    assert gpu_answer_from(evidence, gpu_args(**same), same, "play-2") is None
+    assert gpu_answer_from({}, gpu_args(**same), same, "play-1") is None
+    assert gpu_answer_from(None, gpu_args(**same), same, None) is None
+    unreadable = {**evidence, "gpu": {"unreadable": "Could not read the output of nvidia-smi -q -x"}}
+    assert gpu_answer_from(unreadable, gpu_args(**same), same, "play-1") is None
+
+
+def test_a_last_check_not_root_s_alone_gives_no_environments_to_fingerprint(tmp_path):
+    state_file = last_checked(tmp_path, str(tmp_path / "envs" / "tensorflow" / "bin" / "python"))
+    Path(state_file).chmod(0o644)
+    gpu = gather(tmp_path, gpu_state_file=state_file)["gpubox_host_evidence"]["gpu"]
+    assert gpu["last_check"] is None and gpu["pythons"] == [] and gpu["fingerprint"] == ""
+
+
+def test_secret_files_are_returned_outside_the_facts(tmp_path):
+    token = tmp_path / "jupyter-token"
+    token.write_text("JUPYTER_TOKEN=s3cr3t-t0ken\n")
+    token.chmod(0o600)
+    (tmp_path / "a-folder").mkdir()
+    answer = gather_answer(tmp_path, secret_files=[str(token), str(tmp_path / "absent"), str(tmp_path / "a-folder")])
+    assert answer["secrets"] == {str(token): "JUPYTER_TOKEN=s3cr3t-t0ken\n", str(tmp_path / "absent"): None,
+                                 str(tmp_path / "a-folder"): None}
+    # Never a fact: a fact cache would write it to disk.
+    assert "s3cr3t" not in json.dumps(answer["ansible_facts"])
+    assert "secrets" not in gather_answer(tmp_path)
 
 
 PLAY = """
@@ -179,14 +275,19 @@ PLAY = """
     - {name: Record app, gpubox.box.drift: "{{ app | combine({'state': 'record'}) }}"}
     - {name: Record other, gpubox.box.drift: "{{ other | combine({'state': 'record'}) }}"}
     - {name: Change what other left, ansible.builtin.copy: {content: "changed", dest: "{tmp}/other.conf", mode: "0644"}}
-    - {name: Read the host once, gpubox.box.host_gather: {record_dir: "{tmp}/records", pci_root: "{tmp}/pci"}}
+    - name: Read the host once
+      gpubox.box.host_gather: {record_dir: "{tmp}/records", pci_root: "{tmp}/pci", gpu_state_file: "{tmp}/gpu-check.json",
+                               secret_files: ["{tmp}/token"]}
+      register: read
     - {name: Check app, gpubox.box.drift: "{{ app }}", register: app_first}
+    - {name: Read the GPU, gpubox.box.nvidia_gpu_facts: {state_file: "{tmp}/gpu-check.json"}, register: gpu_first}
     - {name: Check other, gpubox.box.drift: "{{ other }}", register: other_checked}
     - {name: Check app again, gpubox.box.drift: "{{ app }}", register: app_again}
+    - {name: Read the GPU again, gpubox.box.nvidia_gpu_facts: {state_file: "{tmp}/gpu-check.json"}, register: gpu_again}
     - name: Show the answers
       ansible.builtin.debug:
-        msg: "{{ {'app_first': app_first, 'other': other_checked, 'app_again': app_again,
-                   'left': ansible_facts.gpubox_host_evidence} | to_json }}"
+        msg: "{{ {'app_first': app_first, 'other': other_checked, 'app_again': app_again, 'gpu_first': gpu_first,
+                   'gpu_again': gpu_again, 'secrets': read.secrets, 'left': ansible_facts.gpubox_host_evidence} | to_json }}"
 """
 
 
@@ -194,6 +295,7 @@ def test_the_action_answers_from_the_read_until_a_check_lets_a_role_change_the_h
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "app.conf").write_text("port = 8888\n")
     (tmp_path / "other.conf").write_text("as left\n")
+    (tmp_path / "token").write_text("JUPYTER_TOKEN=s3cr3t-t0ken\n")
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY.replace("{tmp}", str(tmp_path)))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "json"}
@@ -210,3 +312,11 @@ def test_the_action_answers_from_the_read_until_a_check_lets_a_role_change_the_h
     assert shown["left"] == {}
     # The next check reads the host again (the module ran): still converged.
     assert shown["app_again"]["converged"] is True and "read" not in shown["app_again"]
+    # The GPU facts too: from the read while it stands, from the module once it is forgotten; the same facts.
+    assert "read" in shown["gpu_first"] and "read" not in shown["gpu_again"]
+    assert shown["gpu_first"]["ansible_facts"] == shown["gpu_again"]["ansible_facts"]
+    # The read's secrets reach the play (registered), never its output: the read's result is hidden as with no_log.
+    assert shown["secrets"] == {str(tmp_path / "token"): "JUPYTER_TOKEN=s3cr3t-t0ken\n"}
+    read = tasks[3]["hosts"]["localhost"]
+    assert tasks[3]["task"]["name"] == "Read the host once" and read.get("censored") and "secrets" not in read
+    assert "s3cr3t" not in json.dumps(tasks[:-1])

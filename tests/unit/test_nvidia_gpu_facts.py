@@ -5,7 +5,6 @@ Run from the repository root: python -m pytest tests/unit/test_nvidia_gpu_facts.
 
 import copy
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.gpubox.box.plugins.module_utils import box_nvidia
+
 ROOT = Path(__file__).resolve().parents[2]
-MODULE_PATH = ROOT / "collections/ansible_collections/gpubox/box/plugins/modules/nvidia_gpu_facts.py"
 FIXTURES = ROOT / "tests/fixtures/gpu-host-h100"
 SMI_XML = FIXTURES / "nvidia-smi-q.xml"
 PROC_VERSION = FIXTURES / "proc-driver-nvidia-version.txt"
@@ -28,14 +28,8 @@ QUERY_CSV = FIXTURES / "nvidia-smi-query-gpu.csv"
 MISMATCH_OUTPUT = "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 580.178\n"
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("nvidia_gpu_facts", MODULE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-m = _load_module()
+# What the module reads with (shared with gpubox.box.host_gather).
+m = box_nvidia
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """gpubox.box.host_gather: the module's one read of the host, stamped with the play that took it.
 
 gpubox.box.drift's action answers checks from the read only within that play: facts outlive it (a later play of the
-same run, a fact cache), and the host may have changed since. See plugins/modules/host_gather.py for the
+same run, a fact cache), and the host may have changed since. A result with secrets (secret_files) is hidden as with
+no_log. See plugins/modules/host_gather.py for the
 documentation.
 """
 
@@ -17,4 +18,6 @@ class ActionModule(ActionBase):
         evidence = result.get("ansible_facts", {}).get("gpubox_host_evidence")
         if isinstance(evidence, dict):
             evidence["play"] = play_id(self._task)
+        if result.get("secrets"):
+            result["_ansible_no_log"] = True
         return result
