@@ -17,6 +17,7 @@ from ansible_collections.gpubox.box.plugins.action.drift import answer_from, exp
 from ansible_collections.gpubox.box.plugins.action.nvidia_gpu_facts import answer_from as gpu_answer_from
 from ansible_collections.gpubox.box.plugins.module_utils import box_nvidia
 from ansible_collections.gpubox.box.plugins.module_utils.box_drift import ARGUMENT_SPEC
+from ansible_collections.gpubox.box.plugins.modules import host_gather
 from ansible_collections.gpubox.box.plugins.modules.host_gather import records_evidence
 
 from test_drift import CHANGES, owned, record_then_change, run_module  # noqa: F401 (owned: a fixture, used by name)
@@ -248,6 +249,46 @@ def test_a_last_check_not_root_s_alone_gives_no_environments_to_fingerprint(tmp_
     Path(state_file).chmod(0o644)
     gpu = gather(tmp_path, gpu_state_file=state_file)["gpubox_host_evidence"]["gpu"]
     assert gpu["last_check"] is None and gpu["pythons"] == [] and gpu["fingerprint"] == ""
+
+
+class SmiHost:
+    """A host whose nvidia-smi is the given script."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):
+        return self.path
+
+    def run_command(self, argv):
+        raise AssertionError("the read runs nvidia-smi itself, bounded")
+
+
+@pytest.mark.parametrize("script, why", [
+    ("#!/bin/sh\nsleep 30\n", "TimeoutExpired"),                   # a GPU in a bad state: nvidia-smi hangs
+    ("", "OSError"),                                               # not a program at all
+    ("#!/bin/sh\necho '<nvidia_smi_log><gpu'\n", "Could not read the output of nvidia-smi"),
+])
+def test_a_broken_or_hung_nvidia_smi_leaves_the_gpu_to_the_module_and_fails_nothing(tmp_path, monkeypatch, script, why):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(script)
+    smi.chmod(0o755)
+    monkeypatch.setattr(host_gather, "SMI_SECONDS", 1)
+    gpu = host_gather.gpu_read(SmiHost(smi), str(tmp_path / "gpu-check.json"))
+    assert why in gpu["unreadable"], gpu
+    evidence = {"play": "play-1", "gpu": gpu}
+    assert gpu_answer_from(evidence, gpu_args(state_file=str(tmp_path / "gpu-check.json")), {}, "play-1") is None
+
+
+def test_a_mismatch_read_once_is_the_module_s_answer_with_its_warning(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'Failed to initialize NVML: Driver/library version mismatch'\n"
+                   "echo 'NVML library version: 580.178'\nexit 18\n")
+    smi.chmod(0o755)
+    proc = tmp_path / "version"
+    proc.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n")
+    facts, warnings = box_nvidia.read_gpu(SmiHost(smi), proc_version_path=str(proc), run=host_gather.bounded)
+    assert facts["mismatch"] and warnings == [facts["mismatch_message"]]
 
 
 def test_secret_files_are_returned_outside_the_facts(tmp_path):

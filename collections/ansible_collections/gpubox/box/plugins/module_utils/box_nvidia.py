@@ -325,9 +325,9 @@ def _read(path):
         return f.read()
 
 
-def read_gpu(module, nvidia_smi_xml=None, proc_version_path=PROC_VERSION_PATH):
+def read_gpu(module, nvidia_smi_xml=None, proc_version_path=PROC_VERSION_PATH, run=None):
     """The nvidia_gpu fact and the warnings to give with it. Raises SmiXmlError when nvidia-smi's output (or the
-    saved file) cannot be read."""
+    saved file) cannot be read. run(argv) -> (rc, out, err) runs nvidia-smi (default: the module's run_command)."""
     warnings = []
     proc = parse_proc_version(_read(proc_version_path)) if os.path.exists(proc_version_path) else None
 
@@ -340,7 +340,7 @@ def read_gpu(module, nvidia_smi_xml=None, proc_version_path=PROC_VERSION_PATH):
         smi_path = module.get_bin_path("nvidia-smi", opt_dirs=["/usr/local/nvidia/bin"])
         source = "nvidia-smi -q -x"
         if smi_path:
-            rc, out, err = module.run_command([smi_path, "-q", "-x"])
+            rc, out, err = (run or module.run_command)([smi_path, "-q", "-x"])
             if rc == 0:
                 smi_text = out
             else:

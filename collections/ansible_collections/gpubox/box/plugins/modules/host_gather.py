@@ -81,6 +81,7 @@ secrets:
 import glob
 import os
 import stat
+import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.facts import ansible_collector
@@ -143,13 +144,23 @@ def pci_devices(pci_root):
     return lines
 
 
+# nvidia-smi can hang on a GPU in a bad state: the read gives up on it (gpubox.box.nvidia_gpu_facts then reads the GPU
+# itself, under its task's timeout) rather than hold up every role, or fail the login step.
+SMI_SECONDS = 60
+
+
+def bounded(argv):
+    done = subprocess.run(argv, capture_output=True, timeout=SMI_SECONDS, check=False)
+    return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+
+
 def gpu_read(module, state_file):
     """What gpubox.box.nvidia_gpu_facts would return with this state file and the environments the last passed check
     in it probed (its fingerprint_pythons), or why the GPU could not be read (that module then reads it, and fails)."""
     try:
-        facts, warnings = read_gpu(module)
-    except (SmiXmlError, OSError) as err:
-        return {"unreadable": str(err)}
+        facts, warnings = read_gpu(module, run=bounded)
+    except (SmiXmlError, OSError, subprocess.SubprocessError) as err:
+        return {"unreadable": f"{type(err).__name__}: {err}"}
     last = last_check(state_file)
     probes = (last or {}).get("probes")
     targets = [probe.get("item") for probe in probes if isinstance(probe, dict)] if isinstance(probes, list) else []
@@ -187,7 +198,8 @@ def main():
     params = module.params
     namespace = PrefixFactNamespace(namespace_name="ansible", prefix="ansible_")
     collector = ansible_collector.get_ansible_collector(
-        all_collector_classes=COLLECTORS, namespace=namespace, filter_spec=[], gather_subset=["all"], gather_timeout=10)
+        all_collector_classes=COLLECTORS, namespace=namespace, filter_spec=[],
+        gather_subset=sorted({collector.name for collector in COLLECTORS}), gather_timeout=10)
     facts = collector.collect(module=module)
     evidence = records_evidence(module, params["record_dir"])
     evidence.update(pci_root=params["pci_root"], pci=pci_devices(params["pci_root"]))

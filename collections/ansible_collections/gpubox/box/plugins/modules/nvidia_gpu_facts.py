@@ -14,6 +14,9 @@ description:
   - A host without an NVIDIA driver is not an error; the fact then has C(present=false) and a
     C(reason).
   - Needs only the Python standard library on the host. Never changes anything.
+  - "In the configure play, whose first task (gpubox.box.host_gather with C(gpu_state_file)) read the same at the
+    play's start, the task is answered on the controller from that read, without a module run, while nothing changed
+    the host since (C(read) then says so): the same facts, fingerprint and last check, as of the play's start."
 options:
   nvidia_smi_xml:
     description:
@@ -76,6 +79,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+read:
+  description: Where the answer comes from, when the play's one read of the host answered the task (no module run).
+  type: str
+  returned: when answered from gpubox.box.host_gather's read
 fingerprint:
   description: A sha256 of what the probe depends on (O(fingerprint_pythons)); empty when none is given.
   type: str
