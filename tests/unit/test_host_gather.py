@@ -265,7 +265,7 @@ class SmiHost:
 
 
 @pytest.mark.parametrize("script, why", [
-    ("#!/bin/sh\nsleep 30\n", "TimeoutExpired"),                   # a GPU in a bad state: nvidia-smi hangs
+    ("#!/bin/sh\nexec sleep 30\n", "TimeoutExpired"),                   # a GPU in a bad state: nvidia-smi hangs
     ("", "OSError"),                                               # not a program at all
     ("#!/bin/sh\necho '<nvidia_smi_log><gpu'\n", "Could not read the output of nvidia-smi"),
 ])

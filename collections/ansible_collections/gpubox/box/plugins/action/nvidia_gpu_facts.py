@@ -42,4 +42,8 @@ class ActionModule(ActionBase):
             result.update(changed=False, read="at the play's start (gpubox.box.host_gather)", **answer)
             return result
         result.update(self._execute_module(task_vars=task_vars))
+        gpu = evidence.get("gpu") if isinstance(evidence, dict) else None
+        if isinstance(gpu, dict) and gpu.get("unreadable"):
+            # Why the play's first read gave up on the GPU (a hung nvidia-smi, say): the module's own error may not say.
+            result.setdefault("warnings", []).append(f"The play's first read of the GPU failed: {gpu['unreadable']}")
         return result

@@ -150,8 +150,19 @@ SMI_SECONDS = 60
 
 
 def bounded(argv):
-    done = subprocess.run(argv, capture_output=True, timeout=SMI_SECONDS, check=False)
-    return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    """run_command's (rc, out, err), given up on after SMI_SECONDS: a process stuck in the kernel, which no kill
+    stops, is left behind rather than waited for."""
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = process.communicate(timeout=SMI_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        try:
+            process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        raise
+    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def gpu_read(module, state_file):
@@ -191,7 +202,8 @@ def main():
             stat_paths=dict(type="list", elements="path", default=[]),
             json_files=dict(type="list", elements="path", default=[]),
             gpu_state_file=dict(type="path"),
-            secret_files=dict(type="list", elements="path", default=[]),
+            # The files' names are not secret; their content is (returned apart, the result hidden).
+            secret_files=dict(type="list", elements="path", default=[], no_log=False),
         ),
         supports_check_mode=True,
     )
