@@ -82,6 +82,7 @@ import glob
 import os
 import stat
 import subprocess
+import threading
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.facts import ansible_collector
@@ -150,19 +151,26 @@ SMI_SECONDS = 60
 
 
 def bounded(argv):
-    """run_command's (rc, out, err), given up on after SMI_SECONDS: a process stuck in the kernel, which no kill
-    stops, is left behind rather than waited for."""
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = process.communicate(timeout=SMI_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    """run_command's (rc, out, err), given up on after SMI_SECONDS: nvidia-smi is killed then, and one stuck in the
+    kernel, which no kill stops, is left behind in its thread rather than waited for."""
+    done = {}
+
+    def run():
         try:
-            process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        raise
-    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+            done["result"] = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=SMI_SECONDS,
+                                            check=False)
+        except (OSError, subprocess.SubprocessError) as err:
+            done["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(SMI_SECONDS + 5)
+    if "error" in done:
+        raise done["error"]
+    if "result" not in done:
+        raise subprocess.TimeoutExpired(argv, SMI_SECONDS)
+    found = done["result"]
+    return found.returncode, found.stdout.decode(errors="replace"), found.stderr.decode(errors="replace")
 
 
 def gpu_read(module, state_file):
