@@ -5,6 +5,7 @@ Run from the repository root: python -m pytest tests/unit/test_plugin_cache.py -
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ init_plugin_loader([sys.argv[1]])
 before = set(sys.modules)
 callback = callback_loader.get("gpubox.box.plugin_cache")
 for action in sys.argv[2:]:
-    callback.v2_playbook_on_task_start(types.SimpleNamespace(action=action), is_conditional=False)
+    # "written=resolved": a task's action as written, and as Ansible resolved it.
+    written, _, resolved = action.partition("=")
+    callback.v2_playbook_on_task_start(types.SimpleNamespace(action=written, resolved_action=resolved or written),
+                                       is_conditional=False)
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
@@ -31,16 +35,20 @@ def loaded_modules(*actions):
     return set(json.loads(done.stdout))
 
 
-def test_the_first_task_of_the_host_half_loads_the_collections_filters_lookups_and_host_actions():
+def test_the_first_task_of_the_host_half_loads_the_collections_filters_and_lookups():
     wanted = {f"ansible_collections.gpubox.box.plugins.{path.parent.name}.{path.stem}"
               for kind in ("filter", "lookup") for path in (PLUGINS / kind).glob("*.py")}
-    wanted |= {f"ansible_collections.gpubox.box.plugins.action.{name}" for name in ("drift", "host_gather", "nvidia_gpu_facts")}
-    assert len(wanted) >= 10
+    assert len(wanted) >= 7
     loaded = loaded_modules("ansible.builtin.set_fact", "gpubox.box.host_gather")
     assert wanted <= loaded
-    # The AWS actions run once where they are used: loading them for every playbook would cost more than it saves.
+    # Not the AWS half's action (Ansible loads a task's action in the controller when the task comes).
     assert "ansible_collections.gpubox.box.plugins.action.box_plan" not in loaded
-    assert "ansible.module_utils.urls" not in loaded
+
+
+def test_a_short_name_under_a_plays_collections_counts_as_its_resolved_name():
+    assert "ansible_collections.gpubox.box.plugins.lookup.source_digest" in loaded_modules("drift=gpubox.box.drift")
+    # Another collection's drift is not gpubox's.
+    assert "ansible_collections.gpubox.box.plugins.lookup.source_digest" not in loaded_modules("drift=acme.ops.drift")
 
 
 def test_a_playbook_of_the_aws_half_alone_loads_nothing():
@@ -50,8 +58,10 @@ def test_a_playbook_of_the_aws_half_alone_loads_nothing():
 
 
 def test_the_projects_ansible_cfg_enables_it():
+    # The project's ansible.cfg alone: an ANSIBLE_* variable of the caller's would override it.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")}
     done = subprocess.run([str(Path(sys.executable).parent / "ansible-config"), "dump", "--only-changed",
-                           "--format", "json"], cwd=ROOT, capture_output=True, text=True, check=True)
+                           "--format", "json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     # Global settings have a name; the plugins' own sections come as other entries.
     settings = {entry["name"]: entry["value"] for entry in json.loads(done.stdout) if "name" in entry}
     assert "gpubox.box.plugin_cache" in settings["CALLBACKS_ENABLED"]
