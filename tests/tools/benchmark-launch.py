@@ -103,7 +103,8 @@ PING_AND_SETUP = """---
 
 
 def host_half(runs):
-    """Fresh configure against a shell script, a no-op configure against ping + setup, and two setting changes."""
+    """Fresh configure against a shell script, the first re-run, a no-op configure against ping + setup, and two
+    setting changes."""
     standin.prepare_docker()
     bindir = Path(sys.executable).parent
     home = Path(tempfile.mkdtemp(prefix="gpubox-bench-host-"))

@@ -20,7 +20,7 @@ author: gpubox developers (@gpubox)
 import os
 
 from ansible.plugins.callback import CallbackBase
-from ansible.plugins.loader import filter_loader, lookup_loader
+from ansible.plugins.loader import filter_loader, lookup_loader, module_loader
 
 COLLECTION = "gpubox.box"
 PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,9 +40,15 @@ def lookup_names():
 
 
 def runs_a_host_action(task):
-    """Whether a task runs one of the host actions: by its action as written, or, for a short name (under a play's
-    collections), as Ansible resolves it (asked only then: resolving costs, and warns about a templated action)."""
-    return task.action in HOST_ACTIONS or (task.action in HOST_ACTION_NAMES and task.resolved_action in HOST_ACTIONS)
+    """Whether a task runs one of the host actions: by its action as written, or, for a short name, as it resolves
+    under the task's collections (asked only then: resolving costs; and not through task.resolved_action, which warns
+    when asked before the task runs)."""
+    if task.action in HOST_ACTIONS:
+        return True
+    if task.action not in HOST_ACTION_NAMES:
+        return False
+    found = module_loader.find_plugin_with_context(task.action, collection_list=task.collections)
+    return found.resolved and found.resolved_fqcn in HOST_ACTIONS
 
 
 def load_plugins():
